@@ -1,0 +1,40 @@
+"""jlstm: a functional LSTM library for JAX, exact where Keras is the reference.
+
+Layers are `(init, apply)` pairs of pure functions; params are plain dicts with Keras's
+names and shapes.
+
+>>> import jax, jax.numpy as jnp
+>>> import jlstm
+>>> layer = jlstm.Bidirectional(jlstm.LSTM(5, return_sequences=True))
+>>> out_shape, params = layer.init(jax.random.key(0), (None, 11, 3))
+>>> out_shape, jlstm.count_params(params)
+((None, 11, 10), 360)
+>>> jax.jit(layer.apply)(params, jnp.ones((4, 11, 3))).shape
+(4, 11, 10)
+"""
+
+from jlstm.activations import get_activation
+from jlstm.cell import lstm_gates, lstm_step
+from jlstm.combinators import Bidirectional, Sequential
+from jlstm.initializers import get_initializer
+from jlstm.layers import LSTM, Dense, Layer
+from jlstm.scan import lstm_scan
+from jlstm.summary import Namer, count_params, summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LSTM",
+    "Bidirectional",
+    "Dense",
+    "Layer",
+    "Namer",
+    "Sequential",
+    "count_params",
+    "get_activation",
+    "get_initializer",
+    "lstm_gates",
+    "lstm_scan",
+    "lstm_step",
+    "summary",
+]

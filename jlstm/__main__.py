@@ -1,0 +1,5 @@
+import sys
+
+from jlstm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""Argument checks that run before JAX sees anything, so bad input fails at the call
+with a ValueError/TypeError naming what was expected and what came."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Shape = tuple[int | None, ...]
+
+
+def positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what}: expected a positive int, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{what}: expected a positive int, got {value}")
+    return int(value)
+
+
+def one_of(value: Any, choices: Sequence[Any], what: str) -> Any:
+    if value not in choices:
+        raise ValueError(f"{what}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def unroll_factor(unroll: Any) -> int | bool:
+    if isinstance(unroll, bool):
+        return unroll
+    return positive_int(unroll, "unroll")
+
+
+def sequence_shape(input_shape: Any, what: str) -> Shape:
+    """A `(batch, timesteps, features)` shape: batch and timesteps may be None."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise TypeError(
+            f"{what}: expected input_shape (batch, timesteps, features), got {input_shape!r}"
+        ) from None
+    if len(shape) != 3:
+        raise ValueError(
+            f"{what}: expected input_shape of rank 3 (batch, timesteps, features), got {shape}"
+        )
+    for axis, dim in zip(("batch", "timesteps"), shape[:2]):
+        if dim is not None:
+            positive_int(dim, f"{what}: input_shape {axis}")
+    positive_int(shape[2], f"{what}: input_shape features in {shape}")
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def array(value: Any, what: str) -> jax.Array:
+    """Anything array-like as a JAX array of a numeric dtype (tracers pass through)."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{what}: expected an array, got {type(value).__name__}: {err}") from None
+    if not (jnp.issubdtype(value.dtype, jnp.number) or value.dtype == jnp.bool_):
+        raise TypeError(f"{what}: expected a numeric array, got dtype {value.dtype}")
+    return jnp.asarray(value)
+
+
+def sequence_input(x: Any, features: int, what: str) -> jax.Array:
+    """Inputs of shape (batch, timesteps, features), cast to a float dtype."""
+    x = array(x, f"{what} inputs")
+    if x.ndim != 3:
+        raise ValueError(
+            f"{what}: expected inputs of rank 3 (batch, timesteps, features={features}), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[-1] != features:
+        raise ValueError(
+            f"{what}: expected inputs with {features} features (as the params were built), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return x
+
+
+def sequence_mask(
+    mask: Any, lengths: Any, batch: int, timesteps: int, what: str
+) -> jax.Array | None:
+    """A bool (batch, timesteps) mask from `mask` or from `lengths` (post-padding)."""
+    if mask is not None and lengths is not None:
+        raise ValueError(f"{what}: pass mask or lengths, not both")
+    if lengths is not None:
+        lengths = array(lengths, f"{what} lengths")
+        if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise ValueError(
+                f"{what}: expected lengths as int ({batch},), "
+                f"got {lengths.dtype} {tuple(lengths.shape)}"
+            )
+        return jnp.arange(timesteps)[None, :] < lengths[:, None]
+    if mask is None:
+        return None
+    mask = array(mask, f"{what} mask")
+    if mask.shape != (batch, timesteps):
+        raise ValueError(
+            f"{what}: expected mask of shape (batch, timesteps) = ({batch}, {timesteps}), "
+            f"got {tuple(mask.shape)}"
+        )
+    if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
+        raise TypeError(f"{what}: expected a bool or int mask, got dtype {mask.dtype}")
+    return mask.astype(bool)
+
+
+def states(
+    initial_state: Any, count: int, batch: int, units: Sequence[int], dtype: Any, what: str
+) -> list[jax.Array]:
+    """`count` state arrays of shapes (batch, units[i]), cast to `dtype`."""
+    if not isinstance(initial_state, (list, tuple)) or len(initial_state) != count:
+        got = (
+            f"{type(initial_state).__name__} of {len(initial_state)}"
+            if isinstance(initial_state, (list, tuple))
+            else type(initial_state).__name__
+        )
+        raise ValueError(f"{what}: expected initial_state as {count} arrays, got {got}")
+    out = []
+    for i, (s, u) in enumerate(zip(initial_state, units)):
+        s = array(s, f"{what} initial_state[{i}]")
+        if s.shape != (batch, u):
+            raise ValueError(
+                f"{what}: expected initial_state[{i}] of shape ({batch}, {u}), got {tuple(s.shape)}"
+            )
+        out.append(s.astype(dtype))
+    return out
+
+
+def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what: str) -> None:
+    """Checks a dict of arrays has exactly the expected keys and shapes (None: any size)."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"{what}: expected params as a dict with keys {sorted(expected)}, "
+            f"got {type(params).__name__}"
+        )
+    if set(params) != set(expected):
+        raise ValueError(
+            f"{what}: expected params with keys {sorted(expected)}, got {sorted(params)}"
+        )
+    for key, shape in expected.items():
+        got = tuple(getattr(params[key], "shape", ()))
+        if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
+            want = tuple("?" if e is None else e for e in shape)
+            raise ValueError(f"{what}: expected params[{key!r}] of shape {want}, got {got}")
+
+
+def index(value: Any, what: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what}: expected an int, got {value!r}") from None

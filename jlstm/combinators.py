@@ -1,0 +1,205 @@
+"""Layers made of layers: `Bidirectional` and `Sequential`.
+
+>>> import jax, jax.numpy as jnp
+>>> import jlstm
+>>> model = jlstm.Sequential([jlstm.Bidirectional(jlstm.LSTM(5)), jlstm.Dense(2)])
+>>> shape, params = model.init(jax.random.key(0), (None, 11, 3))
+>>> shape, jlstm.count_params(params)
+((None, 2), 382)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jlstm import _checks
+from jlstm.layers import (
+    LSTM,
+    Layer,
+    OutputShape,
+    Params,
+    Shape,
+    lstm_spec,
+    prepare_lstm_call,
+    run_lstm_directions,
+)
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def _merge(y: jax.Array, y_rev: jax.Array, merge_mode: str | None) -> Any:
+    if merge_mode == "concat":
+        return jnp.concatenate([y, y_rev], axis=-1)
+    if merge_mode == "sum":
+        return y + y_rev
+    if merge_mode == "mul":
+        return y * y_rev
+    if merge_mode == "ave":
+        return (y + y_rev) / 2
+    return (y, y_rev)
+
+
+def _merged_shape(shape: Shape, merge_mode: str | None) -> OutputShape:
+    if merge_mode == "concat":
+        return shape[:-1] + (shape[-1] * 2,)
+    if merge_mode is None:
+        return [shape, shape]
+    return shape
+
+
+def Bidirectional(
+    layer: Layer,
+    merge_mode: str | None = "concat",
+    backward_layer: Layer | None = None,
+    *,
+    name: str | None = None,
+) -> Layer:
+    """Runs `layer` forwards and a copy of it backwards in time, then merges them (Keras 3).
+
+    The backward copy reads the time axis reversed; with `return_sequences` its sequence
+    is reversed back before the merge. merge_mode is "concat", "sum", "mul", "ave" or None
+    (a pair). Params are `{"forward": ..., "backward": ...}`. `apply` takes `mask` or
+    `lengths`, and `initial_state` as four arrays `(h_fwd, c_fwd, h_bwd, c_bwd)`; at a
+    masked position a returned sequence holds zeros. Both directions run in one scan.
+    """
+    for role, candidate in (("layer", layer), ("backward_layer", backward_layer)):
+        if candidate is not None and (not isinstance(candidate, Layer) or candidate.type_name != "LSTM"):
+            got = candidate.type_name if isinstance(candidate, Layer) else type(candidate).__name__
+            raise TypeError(f"Bidirectional {role}: expected a jlstm LSTM layer, got {got}")
+    _checks.one_of(merge_mode, MERGE_MODES, "Bidirectional merge_mode")
+    fwd_cfg = dict(layer.config)
+    forward = LSTM(**{**fwd_cfg, "name": f"forward_{layer.name}" if layer.name else None})
+    if backward_layer is None:
+        backward = LSTM(**{**fwd_cfg, "go_backwards": True,
+                           "name": f"backward_{layer.name}" if layer.name else None})
+    else:
+        backward = backward_layer
+    bwd_cfg = backward.config
+    if fwd_cfg["go_backwards"] == bwd_cfg["go_backwards"]:
+        raise ValueError(
+            "Bidirectional: expected forward and backward layers with different go_backwards, "
+            f"got {fwd_cfg['go_backwards']} for both"
+        )
+    for key in ("return_sequences", "return_state"):
+        if fwd_cfg[key] != bwd_cfg[key]:
+            raise ValueError(
+                f"Bidirectional: expected the same {key} in both layers, "
+                f"got {fwd_cfg[key]} (forward) and {bwd_cfg[key]} (backward)"
+            )
+    return_sequences, return_state = fwd_cfg["return_sequences"], fwd_cfg["return_state"]
+    specs = (lstm_spec(fwd_cfg), lstm_spec(bwd_cfg))
+    reverse = (bool(fwd_cfg["go_backwards"]), bool(bwd_cfg["go_backwards"]))
+    what = f"Bidirectional {name or ''}".rstrip()
+
+    def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        k_fwd, k_bwd = jax.random.split(rng)
+        fwd_shape, fwd_params = forward.init(k_fwd, input_shape)
+        bwd_shape, bwd_params = backward.init(k_bwd, input_shape)
+        params = {"forward": fwd_params, "backward": bwd_params}
+        if not return_state:
+            return _merged_shape(fwd_shape, merge_mode), params
+        out = _merged_shape(fwd_shape[0], merge_mode)
+        outs = out if merge_mode is None else [out]
+        return outs + fwd_shape[1:] + bwd_shape[1:], params
+
+    def apply(
+        params: Params,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        lengths: Any = None,
+        initial_state: Any = None,
+        training: bool = False,
+        rng: jax.Array | None = None,
+    ) -> Any:
+        del training, rng
+        _checks.param_tree(params, {"forward": (), "backward": ()}, what)
+        directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
+        x, mask, (h0s, c0s) = prepare_lstm_call(directions, inputs, mask, lengths, initial_state, what)
+        if specs[0] == specs[1]:
+            results = [run_lstm_directions(
+                specs[0], [params["forward"], params["backward"]], x, mask, h0s, c0s,
+                reverse=reverse, return_sequences=return_sequences,
+                zero_output_for_mask=return_sequences,
+            )]
+            pick = [(results[0], 0), (results[0], 1)]
+        else:
+            results = [
+                run_lstm_directions(
+                    spec, [params[key]], x, mask, [h0s[d]], [c0s[d]], reverse=(reverse[d],),
+                    return_sequences=return_sequences, zero_output_for_mask=return_sequences,
+                )
+                for d, (spec, key) in enumerate(zip(specs, ("forward", "backward")))
+            ]
+            pick = [(results[0], 0), (results[1], 0)]
+        (res_f, i_f), (res_b, i_b) = pick
+        if return_sequences:
+            y, y_rev = res_f.sequences[i_f], jnp.flip(res_b.sequences[i_b], axis=1)
+        else:
+            y, y_rev = res_f.h[i_f], res_b.h[i_b]
+        output = _merge(y, y_rev, merge_mode)
+        if not return_state:
+            return output
+        states = (res_f.h[i_f], res_f.c[i_f], res_b.h[i_b], res_b.c[i_b])
+        return (output + states) if merge_mode is None else (output,) + states
+
+    return Layer(init, apply, "Bidirectional", name,
+                 {"merge_mode": merge_mode, **{f"layer.{k}": v for k, v in fwd_cfg.items()}},
+                 (forward, backward))
+
+
+def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
+    """Layers applied one after another; params are a tuple with one entry per layer.
+
+    A mask (or `lengths`) given to `apply` flows through the layers while their outputs
+    keep the time axis, as in Keras.
+    """
+    layers = tuple(layers)
+    if not layers or not all(isinstance(layer, Layer) for layer in layers):
+        raise TypeError(f"Sequential: expected a non-empty list of jlstm layers, got {layers!r}")
+    what = f"Sequential {name or ''}".rstrip()
+
+    def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        shape: OutputShape = _checks.sequence_shape(input_shape, what)
+        params = []
+        for i, (layer, key) in enumerate(zip(layers, jax.random.split(rng, len(layers)))):
+            if isinstance(shape, list):
+                raise ValueError(
+                    f"{what}: layer {i} ({layers[i - 1].type_name}) returns several outputs "
+                    f"{shape}; only the last layer may"
+                )
+            shape, layer_params = layer.init(key, shape)
+            params.append(layer_params)
+        return shape, tuple(params)
+
+    def apply(
+        params: Params,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        lengths: Any = None,
+        training: bool = False,
+        rng: jax.Array | None = None,
+    ) -> Any:
+        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
+            got = f"{type(params).__name__} of {len(params)}" if isinstance(params, (tuple, list)) \
+                else type(params).__name__
+            raise ValueError(f"{what}: expected params as a tuple of {len(layers)}, got {got}")
+        x = _checks.array(inputs, f"{what} inputs")
+        if x.ndim != 3:
+            raise ValueError(
+                f"{what}: expected inputs of rank 3 (batch, timesteps, features), "
+                f"got shape {tuple(x.shape)}"
+            )
+        mask = _checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], what)
+        keys = [None] * len(layers) if rng is None else list(jax.random.split(rng, len(layers)))
+        for layer, layer_params, key in zip(layers, params, keys):
+            x = layer.apply(layer_params, x, mask=mask, training=training, rng=key)
+            if not (hasattr(x, "ndim") and x.ndim == 3):
+                mask = None
+        return x
+
+    return Layer(init, apply, "Sequential", name, {"layers": layers}, layers)

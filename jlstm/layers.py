@@ -1,0 +1,261 @@
+"""Layers as pure `(init, apply)` pairs, in the spirit of `jax.example_libraries.stax`.
+
+>>> import jax, jax.numpy as jnp
+>>> import jlstm
+>>> layer = jlstm.LSTM(5, return_sequences=True)
+>>> out_shape, params = layer.init(jax.random.key(0), (None, 11, 3))
+>>> out_shape
+(None, 11, 5)
+>>> layer.apply(params, jnp.ones((2, 11, 3))).shape
+(2, 11, 5)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jlstm import _checks
+from jlstm.activations import Activation, get_activation
+from jlstm.initializers import Initializer, get_initializer
+from jlstm.scan import lstm_scan
+
+Shape = tuple[int | None, ...]
+OutputShape = Shape | list[Shape]
+Params = Any
+
+
+class Layer(NamedTuple):
+    """A layer: two pure functions and what a summary needs to name it.
+
+    init(rng, input_shape) -> (output_shape, params)
+    apply(params, inputs, *, mask=None, training=False, rng=None, ...) -> outputs
+    """
+
+    init: Callable[[jax.Array, Shape], tuple[OutputShape, Params]]
+    apply: Callable[..., Any]
+    type_name: str
+    name: str | None = None
+    config: Mapping[str, Any] = {}
+    sublayers: tuple["Layer", ...] = ()
+
+
+class LSTMSpec(NamedTuple):
+    """The static part of an LSTM, hashable so that the jitted scan caches on it."""
+
+    units: int
+    activation: Activation
+    recurrent_activation: Activation
+    use_bias: bool
+    unroll: int | bool
+
+
+def LSTM(
+    units: int,
+    *,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    use_bias: bool = True,
+    unit_forget_bias: bool = True,
+    activation: str | Activation = "tanh",
+    recurrent_activation: str | Activation = "sigmoid",
+    kernel_initializer: str | Initializer = "glorot_uniform",
+    recurrent_initializer: str | Initializer = "orthogonal",
+    bias_initializer: str | Initializer = "zeros",
+    unroll: int | bool = 1,
+    name: str | None = None,
+) -> Layer:
+    """A Keras 3 LSTM layer over (batch, timesteps, features) inputs.
+
+    Params are Keras's tree `{"kernel": (F, 4U), "recurrent_kernel": (U, 4U), "bias": (4U,)}`
+    with gates in Keras's order i, f, c, o. `apply` takes `mask` (bool (B, T)) or
+    `lengths` (int (B,)), and `initial_state` `(h, c)`; with `return_state` it returns
+    `(outputs, h, c)`. `unroll` is `lax.scan`'s unroll factor (True unrolls fully).
+    """
+    config = dict(locals())
+    spec = lstm_spec(config)
+    init_kernel = get_initializer(kernel_initializer)
+    init_recurrent = get_initializer(recurrent_initializer)
+    init_bias = get_initializer(bias_initializer)
+    what = f"LSTM {name or ''}".rstrip()
+    u = spec.units
+
+    def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        batch, timesteps, features = _checks.sequence_shape(input_shape, what)
+        k_kernel, k_recurrent, k_bias = jax.random.split(rng, 3)
+        params = {
+            "kernel": init_kernel(k_kernel, (features, 4 * u), jnp.float32),
+            "recurrent_kernel": init_recurrent(k_recurrent, (u, 4 * u), jnp.float32),
+        }
+        if spec.use_bias:
+            params["bias"] = _lstm_bias(init_bias, k_bias, u, unit_forget_bias)
+        out = (batch, timesteps, u) if return_sequences else (batch, u)
+        if return_state:
+            return [out, (batch, u), (batch, u)], params
+        return out, params
+
+    def apply(
+        params: Params,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        lengths: Any = None,
+        initial_state: Any = None,
+        training: bool = False,
+        rng: jax.Array | None = None,
+    ) -> Any:
+        del training, rng  # no dropout yet: identical in both modes
+        x, mask, (h0, c0) = prepare_lstm_call(
+            [(spec, params)], inputs, mask, lengths, initial_state, what
+        )
+        result = run_lstm_directions(
+            spec, [params], x, mask, h0, c0, reverse=(go_backwards,),
+            return_sequences=return_sequences, zero_output_for_mask=False,
+        )
+        out = result.sequences[0] if return_sequences else result.h[0]
+        return (out, result.h[0], result.c[0]) if return_state else out
+
+    return Layer(init, apply, "LSTM", name, config)
+
+
+def lstm_spec(config: Mapping[str, Any]) -> LSTMSpec:
+    """The checked static spec of an LSTM from its constructor arguments."""
+    return LSTMSpec(
+        units=_checks.positive_int(config["units"], "LSTM units"),
+        activation=get_activation(config["activation"]),
+        recurrent_activation=get_activation(config["recurrent_activation"]),
+        use_bias=bool(config["use_bias"]),
+        unroll=_checks.unroll_factor(config["unroll"]),
+    )
+
+
+def _lstm_bias(init_bias: Initializer, key: jax.Array, units: int, unit_forget_bias: bool) -> jax.Array:
+    if not unit_forget_bias:
+        return init_bias(key, (4 * units,), jnp.float32)
+    k_i, k_co = jax.random.split(key)
+    return jnp.concatenate(
+        [
+            init_bias(k_i, (units,), jnp.float32),
+            jnp.ones((units,), jnp.float32),
+            init_bias(k_co, (2 * units,), jnp.float32),
+        ]
+    )
+
+
+def lstm_param_shapes(spec: LSTMSpec, features: int | None) -> dict[str, Shape]:
+    shapes = {"kernel": (features, 4 * spec.units), "recurrent_kernel": (spec.units, 4 * spec.units)}
+    if spec.use_bias:
+        shapes["bias"] = (4 * spec.units,)
+    return shapes
+
+
+def prepare_lstm_call(
+    directions: Sequence[tuple[LSTMSpec, Params]],
+    inputs: Any,
+    mask: Any,
+    lengths: Any,
+    initial_state: Any,
+    what: str,
+) -> tuple[jax.Array, jax.Array | None, tuple[list[jax.Array], list[jax.Array]]]:
+    """Checks params, inputs, mask and initial state of an LSTM call with one or more
+    directions; returns the inputs, the bool mask and per-direction (h0s, c0s)."""
+    for spec, params in directions:
+        _checks.param_tree(params, lstm_param_shapes(spec, None), what)
+    features = directions[0][1]["kernel"].shape[0]
+    x = _checks.sequence_input(inputs, features, what)
+    batch, timesteps, _ = x.shape
+    mask = _checks.sequence_mask(mask, lengths, batch, timesteps, what)
+    units = [spec.units for spec, _ in directions]
+    if initial_state is None:
+        h0s = [jnp.zeros((batch, u), x.dtype) for u in units]
+        c0s = list(h0s)
+    else:
+        flat = _checks.states(
+            initial_state, 2 * len(units), batch, [u for u in units for _ in (0, 1)], x.dtype, what
+        )
+        h0s, c0s = flat[0::2], flat[1::2]
+    return x, mask, (h0s, c0s)
+
+
+def run_lstm_directions(
+    spec: LSTMSpec,
+    params: Sequence[Params],
+    x: jax.Array,
+    mask: jax.Array | None,
+    h0s: Sequence[jax.Array],
+    c0s: Sequence[jax.Array],
+    *,
+    reverse: tuple[bool, ...],
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+):
+    """Stacks the directions' params and runs them in one scan (they share `spec`)."""
+    stack = lambda key: jnp.stack([p[key] for p in params]).astype(x.dtype)  # noqa: E731
+    return lstm_scan(
+        x,
+        stack("kernel"),
+        stack("recurrent_kernel"),
+        stack("bias") if spec.use_bias else None,
+        jnp.stack(h0s),
+        jnp.stack(c0s),
+        mask,
+        reverse=reverse,
+        activation=spec.activation,
+        recurrent_activation=spec.recurrent_activation,
+        return_sequences=return_sequences,
+        zero_output_for_mask=zero_output_for_mask,
+        unroll=spec.unroll,
+    )
+
+
+def Dense(
+    units: int,
+    activation: str | Activation | None = None,
+    *,
+    use_bias: bool = True,
+    kernel_initializer: str | Initializer = "glorot_uniform",
+    bias_initializer: str | Initializer = "zeros",
+    name: str | None = None,
+) -> Layer:
+    """A Keras Dense layer on the last axis: `activation(x @ kernel + bias)`.
+
+    A mask passed to `apply` is ignored here; `Sequential` carries it past this layer.
+    """
+    config = dict(locals())
+    units = _checks.positive_int(units, "Dense units")
+    act = get_activation(activation)
+    init_kernel = get_initializer(kernel_initializer)
+    init_bias = get_initializer(bias_initializer)
+    what = f"Dense {name or ''}".rstrip()
+
+    def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        shape = tuple(input_shape)
+        if len(shape) < 2:
+            raise ValueError(f"{what}: expected input_shape of rank >= 2, got {shape}")
+        features = _checks.positive_int(shape[-1], f"{what}: input_shape features in {shape}")
+        k_kernel, k_bias = jax.random.split(rng)
+        params = {"kernel": init_kernel(k_kernel, (features, units), jnp.float32)}
+        if use_bias:
+            params["bias"] = init_bias(k_bias, (units,), jnp.float32)
+        return shape[:-1] + (units,), params
+
+    def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
+              rng: jax.Array | None = None) -> jax.Array:
+        del mask, training, rng
+        expected = {"kernel": (None, units)} | ({"bias": (units,)} if use_bias else {})
+        _checks.param_tree(params, expected, what)
+        features = params["kernel"].shape[0]
+        x = _checks.array(inputs, f"{what} inputs")
+        if x.ndim < 2 or x.shape[-1] != features:
+            raise ValueError(
+                f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}"
+            )
+        y = x @ params["kernel"]
+        if use_bias:
+            y = y + params["bias"]
+        return act(y)
+
+    return Layer(init, apply, "Dense", name, config)

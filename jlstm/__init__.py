@@ -17,7 +17,7 @@ from jlstm.activations import get_activation
 from jlstm.cell import lstm_gates, lstm_step
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
-from jlstm.layers import LSTM, Dense, Layer
+from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking
 from jlstm.scan import lstm_scan
 from jlstm.summary import Namer, count_params, summary
 
@@ -27,7 +27,9 @@ __all__ = [
     "LSTM",
     "Bidirectional",
     "Dense",
+    "Dropout",
     "Layer",
+    "Masking",
     "Namer",
     "Sequential",
     "count_params",

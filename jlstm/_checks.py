@@ -3,7 +3,6 @@ with a ValueError/TypeError naming what was expected and what came."""
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -25,6 +24,14 @@ def one_of(value: Any, choices: Sequence[Any], what: str) -> Any:
     if value not in choices:
         raise ValueError(f"{what}: expected one of {list(choices)}, got {value!r}")
     return value
+
+
+def rate(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{what}: expected a float in [0, 1), got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{what}: expected a float in [0, 1), got {value}")
+    return float(value)
 
 
 def unroll_factor(unroll: Any) -> int | bool:
@@ -145,12 +152,5 @@ def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what
     for key, shape in expected.items():
         got = tuple(getattr(params[key], "shape", ()))
         if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
-            want = tuple("?" if e is None else e for e in shape)
+            want = "(" + ", ".join("?" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{what}: expected params[{key!r}] of shape {want}, got {got}")
-
-
-def index(value: Any, what: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{what}: expected an int, got {value!r}") from None

@@ -22,6 +22,7 @@ from jlstm.layers import (
     OutputShape,
     Params,
     Shape,
+    dropout_rng,
     lstm_spec,
     prepare_lstm_call,
     run_lstm_directions,
@@ -115,24 +116,26 @@ def Bidirectional(
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
-        del training, rng
         _checks.param_tree(params, {"forward": (), "backward": ()}, what)
         directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
         x, mask, (h0s, c0s) = prepare_lstm_call(directions, inputs, mask, lengths, initial_state, what)
+        keys = [dropout_rng(spec, training, rng, what) for spec in specs]
+        key = keys[1] if keys[0] is None else keys[0]
         if specs[0] == specs[1]:
             results = [run_lstm_directions(
                 specs[0], [params["forward"], params["backward"]], x, mask, h0s, c0s,
                 reverse=reverse, return_sequences=return_sequences,
-                zero_output_for_mask=return_sequences,
+                zero_output_for_mask=return_sequences, dropout_rng=key,
             )]
             pick = [(results[0], 0), (results[0], 1)]
         else:
             results = [
                 run_lstm_directions(
-                    spec, [params[key]], x, mask, [h0s[d]], [c0s[d]], reverse=(reverse[d],),
+                    spec, [params[role]], x, mask, [h0s[d]], [c0s[d]], reverse=(reverse[d],),
                     return_sequences=return_sequences, zero_output_for_mask=return_sequences,
+                    dropout_rng=None if key is None else jax.random.fold_in(key, d),
                 )
-                for d, (spec, key) in enumerate(zip(specs, ("forward", "backward")))
+                for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
             ]
             pick = [(results[0], 0), (results[1], 0)]
         (res_f, i_f), (res_b, i_b) = pick
@@ -146,9 +149,10 @@ def Bidirectional(
         states = (res_f.h[i_f], res_f.c[i_f], res_b.h[i_b], res_b.c[i_b])
         return (output + states) if merge_mode is None else (output,) + states
 
-    return Layer(init, apply, "Bidirectional", name,
-                 {"merge_mode": merge_mode, **{f"layer.{k}": v for k, v in fwd_cfg.items()}},
-                 (forward, backward))
+    config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
+    # The layers the caller built (not the internal copies), as Keras counts their names.
+    sublayers = (layer,) if backward_layer is None else (layer, backward_layer)
+    return Layer(init, apply, "Bidirectional", name, config, sublayers)
 
 
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
@@ -197,9 +201,12 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         mask = _checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], what)
         keys = [None] * len(layers) if rng is None else list(jax.random.split(rng, len(layers)))
         for layer, layer_params, key in zip(layers, params, keys):
+            x_in = x
             x = layer.apply(layer_params, x, mask=mask, training=training, rng=key)
-            if not (hasattr(x, "ndim") and x.ndim == 3):
+            if layer.compute_mask is not None:
+                mask = layer.compute_mask(x_in, mask)
+            elif not (hasattr(x, "ndim") and x.ndim == 3):
                 mask = None
         return x
 
-    return Layer(init, apply, "Sequential", name, {"layers": layers}, layers)
+    return Layer(init, apply, "Sequential", name, {"layers": layers}, sublayers=layers)

@@ -40,6 +40,8 @@ class Layer(NamedTuple):
     name: str | None = None
     config: Mapping[str, Any] = {}
     sublayers: tuple["Layer", ...] = ()
+    # (inputs, mask) -> the mask for the next layer; None: kept while outputs keep the time axis.
+    compute_mask: Callable[[jax.Array, jax.Array | None], jax.Array | None] | None = None
 
 
 class LSTMSpec(NamedTuple):
@@ -50,6 +52,9 @@ class LSTMSpec(NamedTuple):
     recurrent_activation: Activation
     use_bias: bool
     unroll: int | bool
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    remat: bool = False
 
 
 def LSTM(
@@ -65,7 +70,10 @@ def LSTM(
     kernel_initializer: str | Initializer = "glorot_uniform",
     recurrent_initializer: str | Initializer = "orthogonal",
     bias_initializer: str | Initializer = "zeros",
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
     unroll: int | bool = 1,
+    remat: bool = False,
     name: str | None = None,
 ) -> Layer:
     """A Keras 3 LSTM layer over (batch, timesteps, features) inputs.
@@ -74,6 +82,11 @@ def LSTM(
     with gates in Keras's order i, f, c, o. `apply` takes `mask` (bool (B, T)) or
     `lengths` (int (B,)), and `initial_state` `(h, c)`; with `return_state` it returns
     `(outputs, h, c)`. `unroll` is `lax.scan`'s unroll factor (True unrolls fully).
+
+    `dropout` and `recurrent_dropout` act only in `apply(..., training=True, rng=key)`,
+    with one mask per sequence reused at every step, as Keras 3 draws them (per gate
+    when recurrent_dropout is on). `remat=True` recomputes each step's gates in the
+    backward pass instead of storing them: less memory for long sequences.
     """
     config = dict(locals())
     spec = lstm_spec(config)
@@ -107,13 +120,13 @@ def LSTM(
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
-        del training, rng  # no dropout yet: identical in both modes
         x, mask, (h0, c0) = prepare_lstm_call(
             [(spec, params)], inputs, mask, lengths, initial_state, what
         )
         result = run_lstm_directions(
             spec, [params], x, mask, h0, c0, reverse=(go_backwards,),
             return_sequences=return_sequences, zero_output_for_mask=False,
+            dropout_rng=dropout_rng(spec, training, rng, what),
         )
         out = result.sequences[0] if return_sequences else result.h[0]
         return (out, result.h[0], result.c[0]) if return_state else out
@@ -129,7 +142,39 @@ def lstm_spec(config: Mapping[str, Any]) -> LSTMSpec:
         recurrent_activation=get_activation(config["recurrent_activation"]),
         use_bias=bool(config["use_bias"]),
         unroll=_checks.unroll_factor(config["unroll"]),
+        dropout=_checks.rate(config["dropout"], "LSTM dropout"),
+        recurrent_dropout=_checks.rate(config["recurrent_dropout"], "LSTM recurrent_dropout"),
+        remat=bool(config["remat"]),
     )
+
+
+def dropout_rng(spec: LSTMSpec, training: bool, rng: jax.Array | None, what: str) -> jax.Array | None:
+    """The key to draw dropout masks with, or None when no dropout applies to this call."""
+    if not training or not (spec.dropout or spec.recurrent_dropout):
+        return None
+    if rng is None:
+        raise ValueError(f"{what}: expected rng=<PRNG key> with training=True (dropout is on), got None")
+    return rng
+
+
+def dropout_masks(
+    spec: LSTMSpec, rng: jax.Array, batch: int, features: int, dtype: Any
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """One direction's scaled dropout masks, as Keras 3 draws them: input (G, B, F) with
+    G = 4 per-gate masks when recurrent dropout is on (else 1), and recurrent (4, B, U)."""
+    k_input, k_recurrent = jax.random.split(rng)
+    gates = 4 if spec.recurrent_dropout else 1
+    input_masks = recurrent_masks = None
+    if spec.dropout:
+        input_masks = _scaled_keep(k_input, spec.dropout, (gates, batch, features), dtype)
+    if spec.recurrent_dropout:
+        recurrent_masks = _scaled_keep(k_recurrent, spec.recurrent_dropout, (4, batch, spec.units), dtype)
+    return input_masks, recurrent_masks
+
+
+def _scaled_keep(key: jax.Array, rate: float, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
 
 
 def _lstm_bias(init_bias: Initializer, key: jax.Array, units: int, unit_forget_bias: bool) -> jax.Array:
@@ -191,9 +236,17 @@ def run_lstm_directions(
     reverse: tuple[bool, ...],
     return_sequences: bool,
     zero_output_for_mask: bool,
+    dropout_rng: jax.Array | None = None,
 ):
     """Stacks the directions' params and runs them in one scan (they share `spec`)."""
     stack = lambda key: jnp.stack([p[key] for p in params]).astype(x.dtype)  # noqa: E731
+    input_dropout = recurrent_dropout = None
+    if dropout_rng is not None:
+        batch, _, features = x.shape
+        keys = jax.random.split(dropout_rng, len(params))
+        masks = [dropout_masks(spec, key, batch, features, x.dtype) for key in keys]
+        input_dropout = jnp.stack([m[0] for m in masks]) if spec.dropout else None
+        recurrent_dropout = jnp.stack([m[1] for m in masks]) if spec.recurrent_dropout else None
     return lstm_scan(
         x,
         stack("kernel"),
@@ -202,12 +255,15 @@ def run_lstm_directions(
         jnp.stack(h0s),
         jnp.stack(c0s),
         mask,
+        input_dropout,
+        recurrent_dropout,
         reverse=reverse,
         activation=spec.activation,
         recurrent_activation=spec.recurrent_activation,
         return_sequences=return_sequences,
         zero_output_for_mask=zero_output_for_mask,
         unroll=spec.unroll,
+        remat=spec.remat,
     )
 
 
@@ -259,3 +315,50 @@ def Dense(
         return act(y)
 
     return Layer(init, apply, "Dense", name, config)
+
+
+def Dropout(rate: float, *, name: str | None = None) -> Layer:
+    """Keras's Dropout: zeroes a `rate` fraction of inputs and scales the rest by
+    1 / (1 - rate), only in `apply(..., training=True, rng=key)`."""
+    rate = _checks.rate(rate, "Dropout rate")
+    what = f"Dropout {name or ''}".rstrip()
+
+    def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        del rng
+        return tuple(input_shape), {}
+
+    def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
+              rng: jax.Array | None = None) -> jax.Array:
+        del mask
+        _checks.param_tree(params, {}, what)
+        x = _checks.array(inputs, f"{what} inputs")
+        if not training or rate == 0.0:
+            return x
+        if rng is None:
+            raise ValueError(f"{what}: expected rng=<PRNG key> with training=True, got None")
+        return x * _scaled_keep(rng, rate, x.shape, x.dtype)
+
+    return Layer(init, apply, "Dropout", name, {"rate": rate})
+
+
+def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
+    """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
+    layers after it (inside `Sequential`), and its features are set to 0."""
+    what = f"Masking {name or ''}".rstrip()
+
+    def timestep_mask(inputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        del mask  # Keras's Masking replaces any incoming mask
+        return jnp.any(jnp.asarray(inputs) != mask_value, axis=-1)
+
+    def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        del rng
+        return _checks.sequence_shape(input_shape, what), {}
+
+    def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
+              rng: jax.Array | None = None) -> jax.Array:
+        del mask, training, rng
+        _checks.param_tree(params, {}, what)
+        x = _checks.array(inputs, f"{what} inputs")
+        return jnp.where(timestep_mask(x)[..., None], x, 0).astype(x.dtype)
+
+    return Layer(init, apply, "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)

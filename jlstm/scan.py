@@ -32,12 +32,33 @@ def _time_major_inputs(x: jax.Array, reverse: tuple[bool, ...]) -> jax.Array:
     return jnp.stack([jnp.flip(xt, 0) if r else xt for r in reverse])
 
 
-def _project(x_dirs: jax.Array, kernels: jax.Array, biases: jax.Array | None) -> jax.Array:
+def _project(
+    x_dirs: jax.Array, kernels: jax.Array, biases: jax.Array | None, input_dropout: jax.Array | None
+) -> jax.Array:
     d, t, b, f = x_dirs.shape
-    z = jnp.matmul(x_dirs.reshape(d, t * b, f), kernels)
+    if input_dropout is not None and input_dropout.shape[1] == 4:
+        # Keras's per-gate input masks (with recurrent dropout): gate g sees x * mask[g].
+        x_gates = x_dirs[:, None] * input_dropout[:, :, None]  # (D, 4, T, B, F)
+        z = jnp.einsum("dgtbf,dfgu->dtbgu", x_gates, kernels.reshape(d, f, 4, -1))
+        z = z.reshape(d, t * b, -1)
+    else:
+        if input_dropout is not None:
+            x_dirs = x_dirs * input_dropout[:, :1]
+        z = jnp.matmul(x_dirs.reshape(d, t * b, f), kernels)
     if biases is not None:
         z = z + biases[:, None, :]
     return z.reshape(d, t, b, -1)
+
+
+def _recurrent_projection(
+    h: jax.Array, recurrent_kernels: jax.Array, recurrent_dropout: jax.Array | None
+) -> jax.Array:
+    if recurrent_dropout is None:
+        return jnp.matmul(h, recurrent_kernels)
+    # Keras's per-gate recurrent masks: gate g sees h * mask[g].
+    d, u, _ = recurrent_kernels.shape
+    z = jnp.einsum("dgbu,dugv->dbgv", h[:, None] * recurrent_dropout, recurrent_kernels.reshape(d, u, 4, u))
+    return z.reshape(d, h.shape[1], 4 * u)
 
 
 @functools.partial(
@@ -49,6 +70,7 @@ def _project(x_dirs: jax.Array, kernels: jax.Array, biases: jax.Array | None) ->
         "return_sequences",
         "zero_output_for_mask",
         "unroll",
+        "remat",
     ),
 )
 def lstm_scan(
@@ -59,6 +81,8 @@ def lstm_scan(
     h0: jax.Array,
     c0: jax.Array,
     mask: jax.Array | None,
+    input_dropout: jax.Array | None = None,
+    recurrent_dropout: jax.Array | None = None,
     *,
     reverse: tuple[bool, ...],
     activation: Activation,
@@ -66,6 +90,7 @@ def lstm_scan(
     return_sequences: bool,
     zero_output_for_mask: bool,
     unroll: int | bool,
+    remat: bool = False,
 ) -> ScanResult:
     """Runs D LSTM directions over `x` (B, T, F) in one scan, with Keras 3 semantics.
 
@@ -73,12 +98,14 @@ def lstm_scan(
     (D, B, U), mask (B, T) bool or None. Direction d reads time backwards when
     `reverse[d]`, and returns its sequence in that processing order (Keras's
     go_backwards). At a masked step the state is kept and the output is the previous h,
-    or zeros with `zero_output_for_mask`.
+    or zeros with `zero_output_for_mask`. Dropout masks, already scaled, are
+    input_dropout (D, G, B, F) with G = 1 or 4 gates, and recurrent_dropout (D, 4, B, U).
+    With `remat` the backward pass recomputes each step's gates instead of storing them.
     """
-    z_x = jnp.swapaxes(_project(_time_major_inputs(x, reverse), kernels, biases), 0, 1)
+    z_x = jnp.swapaxes(_project(_time_major_inputs(x, reverse), kernels, biases, input_dropout), 0, 1)
 
     def gates(z_t: jax.Array, h: jax.Array, c: jax.Array):
-        z = z_t + jnp.matmul(h, recurrent_kernels)
+        z = z_t + _recurrent_projection(h, recurrent_kernels, recurrent_dropout)
         return lstm_gates(z, c, activation, recurrent_activation)
 
     if mask is None:
@@ -102,6 +129,8 @@ def lstm_scan(
 
         xs = (z_x, _time_major_inputs(mask[..., None], reverse).swapaxes(0, 1))
 
+    if remat:
+        step = jax.checkpoint(step)
     (h, c), hs = lax.scan(step, (h0, c0), xs, unroll=unroll)
     sequences = jnp.moveaxis(hs, 0, 2) if return_sequences else None  # (T, D, B, U) -> (D, B, T, U)
     return ScanResult(sequences, h, c)

@@ -1,0 +1,87 @@
+"""Dropout, Masking and Dense semantics against Keras 3 (dropout masks shared with Keras)."""
+
+import jax
+import numpy as np
+import pytest
+
+import jlstm
+from jlstm.layers import dropout_masks, lstm_spec
+
+keras = pytest.importorskip("keras")
+
+B, T, F, U = 3, 6, 4, 5
+
+
+@pytest.mark.parametrize("dropout,recurrent_dropout", [(0.4, 0.0), (0.0, 0.3), (0.4, 0.3)])
+def test_dropout_matches_keras_with_the_same_masks(dropout, recurrent_dropout, rng):
+    cfg = dict(return_sequences=True, dropout=dropout, recurrent_dropout=recurrent_dropout)
+    layer = jlstm.LSTM(U, **cfg)
+    _, params = layer.init(rng, (None, T, F))
+    x = np.random.default_rng(0).normal(size=(B, T, F)).astype(np.float32)
+    key = jax.random.key(7)
+    ours = layer.apply(params, x, training=True, rng=key)
+
+    # The masks our apply drew (one direction: the first of the split keys), handed to Keras's cell.
+    inputs_mask, recurrent_mask = dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0],
+                                                B, F, np.float32)
+    klayer = keras.layers.LSTM(U, **cfg)
+    klayer.build((None, T, F))
+    klayer.set_weights([np.asarray(params[k]) for k in ("kernel", "recurrent_kernel", "bias")])
+    per_gate = recurrent_dropout > 0
+    if inputs_mask is not None:
+        klayer.cell._dropout_mask = list(inputs_mask) if per_gate else inputs_mask[0]
+    if recurrent_mask is not None:
+        klayer.cell._recurrent_dropout_mask = list(recurrent_mask)
+    theirs = klayer(x, training=True)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_dropout_masks_are_shared_across_timesteps(rng):
+    layer = jlstm.LSTM(U, return_sequences=True, dropout=0.5)
+    _, params = layer.init(rng, (None, T, F))
+    # Identical timesteps give identical gate inputs only if the same input mask is reused.
+    x = np.repeat(np.random.default_rng(1).normal(size=(B, 1, F)).astype(np.float32), T, axis=1)
+    key = jax.random.key(3)
+    masked_x = x * dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0], B, F, np.float32)[0][0][:, None]
+    np.testing.assert_allclose(layer.apply(params, x, training=True, rng=key),
+                               jlstm.LSTM(U, return_sequences=True).apply(params, masked_x), atol=1e-6)
+
+
+def test_dropout_layer(rng):
+    layer = jlstm.Dropout(0.25)
+    x = np.ones((4, 50, 8), np.float32)
+    np.testing.assert_array_equal(layer.apply({}, x), x)
+    y = np.asarray(layer.apply({}, x, training=True, rng=rng))
+    assert set(np.unique(y).tolist()) <= {0.0, float(np.float32(1 / 0.75))}
+    assert 0.15 < np.mean(y == 0) < 0.35
+    with pytest.raises(ValueError, match="rng"):
+        layer.apply({}, x, training=True)
+
+
+def test_masking_matches_keras(rng):
+    model = jlstm.Sequential([jlstm.Masking(-1.0), jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)),
+                              jlstm.LSTM(3)])
+    _, params = model.init(rng, (None, T, F))
+    x = np.random.default_rng(2).normal(size=(B, T, F)).astype(np.float32)
+    x[0, 4:] = -1.0
+    x[1, :2] = -1.0
+    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.Masking(-1.0),
+                               keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True)),
+                               keras.layers.LSTM(3)])
+    weights = [np.asarray(w) for p in params[1:] for w in jax.tree.leaves(
+        [p] if "kernel" in p else [p["forward"], p["backward"]],
+        is_leaf=lambda d: isinstance(d, dict) and "kernel" in d)
+        for w in (w["kernel"], w["recurrent_kernel"], w["bias"])]
+    kmodel.set_weights(weights)
+    np.testing.assert_allclose(model.apply(params, x), kmodel(x), atol=1e-5)
+    assert not np.allclose(model.apply(params, x), jlstm.Sequential(list(model.sublayers[1:])).apply(params[1:], x))
+
+
+def test_dense_matches_keras(rng):
+    layer = jlstm.Dense(3, activation="relu")
+    _, params = layer.init(rng, (None, T, F))
+    x = np.random.default_rng(3).normal(size=(B, T, F)).astype(np.float32)
+    klayer = keras.layers.Dense(3, activation="relu")
+    klayer.build((None, T, F))
+    klayer.set_weights([np.asarray(params["kernel"]), np.asarray(params["bias"])])
+    np.testing.assert_allclose(layer.apply(params, x), klayer(x), atol=1e-6)

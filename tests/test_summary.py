@@ -1,0 +1,106 @@
+"""Counting and the Keras summary table, against the seed notebook and real Keras 3."""
+
+import pathlib
+
+import jax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jlstm
+from jlstm.cli import main
+
+SEED_TABLES = (pathlib.Path(__file__).parent / "data" / "seed_summaries.txt").read_text()
+
+
+def test_cli_prints_the_seed_tables_line_for_line(capsys):
+    assert main(["summary"]) == 0
+    assert capsys.readouterr().out == SEED_TABLES
+
+
+def test_each_seed_table_from_the_api():
+    namer = jlstm.Namer()
+    tables = [
+        jlstm.summary(layer, (None, 11, 3), namer=namer)
+        for layer in (
+            jlstm.LSTM(5),
+            jlstm.Bidirectional(jlstm.LSTM(5)),
+            jlstm.LSTM(5, return_sequences=True),
+            jlstm.Bidirectional(jlstm.LSTM(5, return_sequences=True)),
+        )
+    ]
+    assert tables == SEED_TABLES.rstrip("\n").split("\n\n")
+
+
+def test_explicit_names_win_and_do_not_count():
+    table = jlstm.summary(jlstm.Sequential([jlstm.LSTM(5, name="enc", return_sequences=True), jlstm.LSTM(4)]), (None, 11, 3))
+    assert "enc (LSTM)" in table and "lstm_1 (LSTM)" in table
+
+
+def test_cli_custom_table(capsys):
+    assert main(["summary", "--units", "7", "--features", "2", "--timesteps", "20",
+                 "--bidirectional", "--return-sequences", "--merge-mode", "sum"]) == 0
+    out = capsys.readouterr().out
+    assert "(None, 20, 7)" in out and f"Total params: {2 * 4 * ((2 + 7) * 7 + 7)}" in out
+
+
+@pytest.mark.parametrize("argv", [["summary", "--units", "0"], ["summary", "--merge-mode", "max"],
+                                  ["summary", "--features", "x"]])
+def test_cli_rejects_bad_options(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    assert "error" in capsys.readouterr().err
+
+
+def lstm_formula(features, units, use_bias):
+    return 4 * ((features + units) * units + (units if use_bias else 0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(features=st.integers(1, 64), units=st.integers(1, 64), use_bias=st.booleans(),
+       bidirectional=st.booleans())
+def test_count_params_matches_formula(features, units, use_bias, bidirectional):
+    layer = jlstm.LSTM(units, use_bias=use_bias)
+    if bidirectional:
+        layer = jlstm.Bidirectional(layer)
+    expected = lstm_formula(features, units, use_bias) * (2 if bidirectional else 1)
+    assert jlstm.count_params(layer, (None, 9, features)) == expected
+    _, params = layer.init(jax.random.key(0), (None, 9, features))
+    assert jlstm.count_params(params) == expected
+
+
+def test_counting_allocates_nothing():
+    # ~540M params: counted through eval_shape in well under a second, never allocated.
+    layer = jlstm.Bidirectional(jlstm.LSTM(8192))
+    assert jlstm.count_params(layer, (None, None, 8192)) == 2 * lstm_formula(8192, 8192, True)
+
+
+def test_count_params_rejects_misuse():
+    with pytest.raises(TypeError, match="input_shape"):
+        jlstm.count_params(jlstm.LSTM(3))
+    with pytest.raises(TypeError, match="array leaves"):
+        jlstm.count_params({"a": "not an array"})
+
+
+def test_counts_match_real_keras():
+    keras = pytest.importorskip("keras")
+    cases = [
+        (jlstm.LSTM(5), keras.layers.LSTM(5)),
+        (jlstm.LSTM(7, use_bias=False), keras.layers.LSTM(7, use_bias=False)),
+        (jlstm.Bidirectional(jlstm.LSTM(5)), keras.layers.Bidirectional(keras.layers.LSTM(5))),
+    ]
+    for ours, theirs in cases:
+        theirs.build((None, 11, 3))
+        assert jlstm.count_params(ours, (None, 11, 3)) == theirs.count_params()
+    stack = jlstm.Sequential([jlstm.LSTM(6, return_sequences=True),
+                              jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True)),
+                              jlstm.Bidirectional(jlstm.LSTM(3), merge_mode="sum"), jlstm.Dense(2)])
+    kstack = keras.Sequential([keras.Input((11, 3)), keras.layers.LSTM(6, return_sequences=True),
+                               keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+                               keras.layers.Bidirectional(keras.layers.LSTM(3), merge_mode="sum"),
+                               keras.layers.Dense(2)])
+    assert jlstm.count_params(stack, (None, 11, 3)) == kstack.count_params()
+    table = jlstm.summary(stack, (None, 11, 3))
+    assert f"Total params: {kstack.count_params():,}" in table
+    assert "bidirectional_2 (Bidirection (None, 3)" in table

@@ -1,0 +1,108 @@
+"""jlstm layers under jax.jit, grad, vmap and eval_shape; no retrace on a second call."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import jlstm
+from jlstm.scan import lstm_scan
+
+LAYERS = {
+    "lstm": lambda: jlstm.LSTM(4, return_sequences=True),
+    "bidirectional": lambda: jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True), merge_mode="ave"),
+    "stack": lambda: jlstm.Sequential([jlstm.LSTM(4, return_sequences=True), jlstm.Dense(2)]),
+}
+
+
+def x_and_mask(batch=2, timesteps=5, features=3):
+    x = jax.random.normal(jax.random.key(1), (batch, timesteps, features))
+    return x, jnp.arange(timesteps)[None, :] < jnp.array([timesteps, 3])[:, None]
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_jit_equals_eager(kind, rng):
+    layer = LAYERS[kind]()
+    _, params = layer.init(rng, (None, 5, 3))
+    x, mask = x_and_mask()
+    np.testing.assert_allclose(jax.jit(layer.apply)(params, x, mask=mask),
+                               layer.apply(params, x, mask=mask), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "bidirectional"])
+def test_grads_are_correct(kind, rng):
+    layer = LAYERS[kind]()
+    _, params = layer.init(rng, (None, 5, 3))
+    x, mask = x_and_mask()
+    f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
+    with jax.enable_x64():
+        check_grads(lambda p, xx: layer.apply(p, xx, mask=mask), (f64(params), f64(x)),
+                    order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_remat_gives_the_same_grads(rng):
+    x, mask = x_and_mask()
+    grads = []
+    for remat in (False, True):
+        layer = jlstm.LSTM(4, return_sequences=True, remat=remat)
+        _, params = layer.init(rng, (None, 5, 3))
+        grads.append(jax.grad(lambda p: jnp.sum(layer.apply(p, x, mask=mask) ** 2))(params))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), *grads)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_vmap_over_an_ensemble_of_params(kind):
+    layer = LAYERS[kind]()
+    keys = jax.random.split(jax.random.key(0), 3)
+    params = jax.vmap(lambda k: layer.init(k, (None, 5, 3))[1])(keys)
+    x, mask = x_and_mask()
+    ys = jax.vmap(lambda p: layer.apply(p, x, mask=mask))(params)
+    for i in range(3):
+        one = jax.tree.map(lambda a: a[i], params)
+        np.testing.assert_allclose(ys[i], layer.apply(one, x, mask=mask), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_eval_shape_matches_init_shape(kind, rng):
+    layer = LAYERS[kind]()
+    out_shape, params = layer.init(rng, (None, 5, 3))
+    out = jax.eval_shape(layer.apply, params, jax.ShapeDtypeStruct((7, 5, 3), jnp.float32))
+    assert out.shape == (7,) + tuple(out_shape[1:])
+
+
+def test_no_retrace_on_a_second_call(rng):
+    layer = jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True))
+    _, params = layer.init(rng, (None, 5, 3))
+    x, mask = x_and_mask()
+    layer.apply(params, x, mask=mask)
+    before = lstm_scan._cache_size()
+    for _ in range(3):
+        layer.apply(params, x + 1.0, mask=mask)
+    assert lstm_scan._cache_size() == before
+
+    traces = []
+
+    @jax.jit
+    def f(p, xx):
+        traces.append(1)
+        return layer.apply(p, xx)
+
+    f(params, x)
+    f(params, x * 2)
+    assert len(traces) == 1
+
+
+def test_dropout_is_off_unless_training(rng):
+    layer = jlstm.LSTM(4, return_sequences=True, dropout=0.5, recurrent_dropout=0.5)
+    _, params = layer.init(rng, (None, 5, 3))
+    x, _ = x_and_mask()
+    plain = jlstm.LSTM(4, return_sequences=True).apply(params, x)
+    np.testing.assert_array_equal(layer.apply(params, x), plain)
+    a = layer.apply(params, x, training=True, rng=jax.random.key(1))
+    b = layer.apply(params, x, training=True, rng=jax.random.key(1))
+    c = layer.apply(params, x, training=True, rng=jax.random.key(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, plain) and not np.allclose(a, c)
+    with pytest.raises(ValueError, match="rng"):
+        layer.apply(params, x, training=True)

@@ -1,0 +1,169 @@
+"""Real data sets that installed packages ship: nothing is downloaded at run time.
+
+- `digits`: scikit-learn's 8x8 handwritten digits read row by row: 8 timesteps of 8
+  features, 10 classes.
+- `ragged_digits`: the same with random trailing rows cut, zero-padded, with a mask.
+- `co2`: statsmodels' Mauna Loa CO2 (weekly, 1958-2001) as monthly means; windows of
+  past months predict the next months, with a seasonal-naive baseline on a held-out tail.
+
+>>> data = digits(seed=0)
+>>> data.train.x.shape[1:], data.test.x.shape[1:], data.num_classes
+((8, 8), (8, 8), 10)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from jlstm import _checks
+
+
+class Split(NamedTuple):
+    """Arrays with examples on the first axis; `mask` is bool (batch, timesteps) or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray | None = None
+
+
+class Classification(NamedTuple):
+    train: Split
+    test: Split
+    num_classes: int
+
+
+class Forecast(NamedTuple):
+    """Windows of a series scaled around their last value: `x` (batch, window, 1) holds
+    `(past - level) / scale` and `y` (batch, horizon) holds `(future - level) / scale`.
+    `to_units(y, level)` maps a prediction back to the series' units.
+
+    The test windows' targets all lie in the held-out tail of the series; `test_level`,
+    `test_truth` and `test_baseline` (seasonal naive) are in the series' units and
+    `test_dates` are the dates of the targets, all (test batch, horizon).
+    """
+
+    train: Split
+    test: Split
+    scale: float
+    test_level: np.ndarray
+    test_truth: np.ndarray
+    test_baseline: np.ndarray
+    test_dates: np.ndarray
+    series: np.ndarray
+    dates: np.ndarray
+    tail_start: int
+
+    def to_units(self, y: np.ndarray, level: np.ndarray) -> np.ndarray:
+        return np.asarray(level)[:, None] + self.scale * np.asarray(y)
+
+
+def _check_fraction(value: float, what: str) -> float:
+    if not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{what}: expected a fraction in (0, 1), got {value!r}")
+    return float(value)
+
+
+def digits(seed: int = 0, test_size: float = 0.2) -> Classification:
+    """scikit-learn's handwritten digits as sequences: each 8x8 image read row by row,
+    pixels scaled to [0, 1]; a stratified `test_size` split drawn with `seed`.
+
+    >>> data = digits(seed=0)
+    >>> len(data.train.x) + len(data.test.x), data.train.x.dtype, float(data.train.x.max())
+    (1797, dtype('float32'), 1.0)
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    test_size = _check_fraction(test_size, "digits test_size")
+    images, labels = load_digits(return_X_y=True)
+    x = (images / 16.0).astype(np.float32).reshape(-1, 8, 8)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, labels.astype(np.int32), test_size=test_size, random_state=seed, stratify=labels
+    )
+    return Classification(Split(x_train, y_train), Split(x_test, y_test), 10)
+
+
+def ragged_digits(seed: int = 0, test_size: float = 0.2, min_rows: int = 4) -> Classification:
+    """`digits` with each image cut to a random number of top rows in [min_rows, 8]; the
+    cut rows are zeros and the mask is False there (post-padding).
+
+    >>> data = ragged_digits(seed=0)
+    >>> lengths = data.train.mask.sum(axis=1)
+    >>> int(lengths.min()), int(lengths.max()), bool((data.train.x[~data.train.mask] == 0).all())
+    (4, 8, True)
+    """
+    min_rows = _checks.positive_int(min_rows, "ragged_digits min_rows")
+    if min_rows > 8:
+        raise ValueError(f"ragged_digits min_rows: expected at most 8 rows, got {min_rows}")
+    full = digits(seed, test_size)
+    r = np.random.default_rng(seed)
+
+    def cut(split: Split) -> Split:
+        lengths = r.integers(min_rows, 9, size=len(split.x))
+        mask = np.arange(8)[None, :] < lengths[:, None]
+        return Split(np.where(mask[..., None], split.x, 0.0).astype(np.float32), split.y, mask)
+
+    return Classification(cut(full.train), cut(full.test), 10)
+
+
+def monthly_co2() -> tuple[np.ndarray, np.ndarray]:
+    """Mauna Loa CO2 in ppm as monthly means (dates, values), months without a reading
+    interpolated linearly.
+
+    >>> dates, values = monthly_co2()
+    >>> len(values), str(dates[0])[:7], str(dates[-1])[:7], bool(np.isfinite(values).all())
+    (526, '1958-03', '2001-12', True)
+    """
+    from statsmodels.datasets import co2 as co2_data
+
+    weekly = co2_data.load_pandas().data["co2"]
+    monthly = weekly.resample("MS").mean().interpolate(method="time")
+    return monthly.index.to_numpy(), monthly.to_numpy(np.float64)
+
+
+def co2(window: int = 36, horizon: int = 12, test_months: int = 120, season: int = 12) -> Forecast:
+    """Monthly Mauna Loa CO2: `window` past months predict the next `horizon` months.
+
+    The last `test_months` are held out: test windows are those whose targets lie there,
+    training windows those whose targets end before. The seasonal-naive baseline repeats
+    the last observed `season` (needs horizon <= season <= window).
+
+    >>> data = co2()
+    >>> data.train.x.shape, data.test.y.shape, data.test_baseline.shape
+    ((359, 36, 1), (109, 12), (109, 12))
+    """
+    window = _checks.positive_int(window, "co2 window")
+    horizon = _checks.positive_int(horizon, "co2 horizon")
+    test_months = _checks.positive_int(test_months, "co2 test_months")
+    season = _checks.positive_int(season, "co2 season")
+    if not horizon <= season <= window:
+        raise ValueError(
+            f"co2: expected horizon <= season <= window, got {horizon}, {season}, {window}"
+        )
+    dates, series = monthly_co2()
+    tail_start = len(series) - test_months
+    if test_months < horizon or tail_start < window + horizon:
+        raise ValueError(
+            f"co2 test_months: expected between {horizon} and {len(series) - window - horizon} "
+            f"for window {window} and horizon {horizon}, got {test_months}"
+        )
+    # Window i reads series[i : i + window] and predicts the `horizon` months after it.
+    starts = np.arange(len(series) - window - horizon + 1)
+    past = series[starts[:, None] + np.arange(window)]
+    future = series[starts[:, None] + window + np.arange(horizon)]
+    level = past[:, -1]
+    baseline = past[:, window - season:window - season + horizon]
+    target_start = starts + window
+    train, test = target_start + horizon <= tail_start, target_start >= tail_start
+    scale = float(np.std(past[train] - level[train, None]))
+
+    def split(rows: np.ndarray) -> Split:
+        x = ((past[rows] - level[rows, None]) / scale)[..., None]
+        y = (future[rows] - level[rows, None]) / scale
+        return Split(x.astype(np.float32), y.astype(np.float32))
+
+    target_dates = dates[target_start[:, None] + np.arange(horizon)]
+    return Forecast(split(train), split(test), scale, level[test], future[test],
+                    baseline[test], target_dates[test], series, dates, int(tail_start))

@@ -1,0 +1,374 @@
+"""Training, small and functional: a jitted step from a layer, a loss and an optax
+optimizer, and `fit`, which loops it over shuffled epochs and returns a history.
+
+Everything is pure: state goes in and out as arguments, shuffling and dropout draw from
+the `rng` you pass, and the same seed gives the same params bit for bit on one machine.
+With more than one device, batches are sharded over a `jax.sharding.Mesh` and params
+replicated; the code you write is the same.
+
+>>> import jax, numpy as np, optax
+>>> import jlstm
+>>> from jlstm import train
+>>> model = jlstm.Sequential([jlstm.LSTM(4), jlstm.Dense(3)])
+>>> _, params = model.init(jax.random.key(0), (None, 5, 2))
+>>> x = np.random.default_rng(0).normal(size=(40, 5, 2)).astype(np.float32)
+>>> y = (x[:, -1, 0] > 0).astype(np.int32)
+>>> params, history = train.fit(model, params, optax.adam(1e-2), (x, y),
+...                             loss=train.sparse_categorical_crossentropy,
+...                             metrics={"accuracy": train.accuracy},
+...                             epochs=3, batch_size=16, rng=jax.random.key(1))
+>>> sorted(history), len(history["loss"])
+(['accuracy', 'loss'], 3)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from jlstm import _checks
+from jlstm.layers import Layer, Params
+
+# (outputs, targets) -> per-example values (batch,) or per-step values (batch, timesteps).
+Loss = Callable[[jax.Array, jax.Array], jax.Array]
+Metrics = Mapping[str, Loss]
+Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or None
+History = dict[str, list[float]]
+BATCH_AXIS = "batch"
+
+
+def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy of integer `labels` under `logits` on the last axis.
+
+    >>> import jax.numpy as jnp
+    >>> sparse_categorical_crossentropy(jnp.zeros((2, 4)), jnp.array([0, 3])).round(4)
+    Array([1.3863, 1.3863], dtype=float32)
+    """
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """1.0 where the argmax of `logits` on the last axis is the label, else 0.0.
+
+    >>> import jax.numpy as jnp
+    >>> accuracy(jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.array([1, 1]))
+    Array([1., 0.], dtype=float32)
+    """
+    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+
+
+def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Squared error averaged over the last axis, as in Keras.
+
+    >>> import jax.numpy as jnp
+    >>> mean_squared_error(jnp.array([[1.0, 3.0]]), jnp.zeros((1, 2)))
+    Array([5.], dtype=float32)
+    """
+    return jnp.mean(jnp.square(predictions - targets), axis=-1)
+
+
+def mean_absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Absolute error averaged over the last axis.
+
+    >>> import jax.numpy as jnp
+    >>> mean_absolute_error(jnp.array([[1.0, -3.0]]), jnp.zeros((1, 2)))
+    Array([2.], dtype=float32)
+    """
+    return jnp.mean(jnp.abs(predictions - targets), axis=-1)
+
+
+def _per_example(values: jax.Array, mask: jax.Array | None) -> jax.Array:
+    # A per-step loss (batch, timesteps) averages over the unmasked steps only.
+    if mask is not None and values.shape == mask.shape:
+        return jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
+    return values.reshape(values.shape[0], -1).mean(axis=1)
+
+
+def _weighted_means(
+    outputs: jax.Array, y: jax.Array, mask: jax.Array | None, weight: jax.Array | None,
+    fns: Metrics,
+) -> dict[str, jax.Array]:
+    if weight is None:
+        weight = jnp.ones(outputs.shape[0], outputs.dtype)
+    total = jnp.sum(weight)
+    return {name: jnp.sum(weight * _per_example(fn(outputs, y), mask)) / total
+            for name, fn in fns.items()}
+
+
+def _forward(layer: Layer, params: Params, x: jax.Array, mask: jax.Array | None,
+             rng: jax.Array | None, dropout: bool) -> jax.Array:
+    if dropout:
+        return layer.apply(params, x, mask=mask, training=True, rng=rng)
+    return layer.apply(params, x, mask=mask)
+
+
+def make_step(
+    layer: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation,
+    *,
+    metrics: Metrics | None = None,
+    dropout: bool = False,
+) -> Callable[..., tuple[Params, optax.OptState, dict[str, jax.Array]]]:
+    """A jitted train step `step(params, opt_state, x, y, mask=None, weight=None, rng=None)
+    -> (params, opt_state, metrics)`.
+
+    `loss` maps `(outputs, y)` to per-example values, or per-step values that are
+    averaged over `mask`; the batch loss is their mean weighted by `weight` (batch,)
+    (zero for padding rows). `metrics` are more such functions, reported as batch means
+    next to "loss". With `dropout`, the layer runs with `training=True, rng=rng`. Clip
+    gradients in the optimizer: `optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`.
+
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
+    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+    >>> opt = optax.sgd(0.1)
+    >>> step = make_step(model, mean_squared_error, opt)
+    >>> params, opt_state, m = step(params, opt.init(params), jnp.ones((8, 4, 2)), jnp.ones((8, 1)))
+    >>> sorted(m)
+    ['loss']
+    """
+    fns = {"loss": loss, **(metrics or {})}
+
+    def objective(params, x, y, mask, weight, rng):
+        outputs = _forward(layer, params, x, mask, rng, dropout)
+        means = _weighted_means(outputs, y, mask, weight, fns)
+        return means["loss"], means
+
+    @jax.jit
+    def step(params, opt_state, x, y, mask=None, weight=None, rng=None):
+        grads, means = jax.grad(objective, has_aux=True)(params, x, y, mask, weight, rng)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, means
+
+    def checked_step(params, opt_state, x, y, mask=None, weight=None, rng=None):
+        if dropout and rng is None:
+            raise ValueError("train step: expected an rng key with dropout=True, got None")
+        return step(params, opt_state, x, y, mask, weight, rng)
+
+    return checked_step
+
+
+def make_eval_step(
+    layer: Layer, loss: Loss, *, metrics: Metrics | None = None
+) -> Callable[..., dict[str, jax.Array]]:
+    """A jitted `eval_step(params, x, y, mask=None, weight=None) -> metrics`: the same
+    weighted batch means as `make_step`'s, with the layer in inference mode.
+
+    >>> import jax, jax.numpy as jnp
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
+    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+    >>> float(make_eval_step(model, mean_squared_error)(params, jnp.ones((8, 4, 2)), jnp.ones((8, 1)))["loss"]) > 0
+    True
+    """
+    fns = {"loss": loss, **(metrics or {})}
+
+    @jax.jit
+    def eval_step(params, x, y, mask=None, weight=None):
+        return _weighted_means(layer.apply(params, x, mask=mask), y, mask, weight, fns)
+
+    return eval_step
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh ("batch") over `devices` (default: all of them, every host's).
+
+    >>> data_mesh().axis_names
+    ('batch',)
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("data_mesh: expected at least one device, got none")
+    return Mesh(np.array(devices), (BATCH_AXIS,))
+
+
+def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        got = f"{type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list)) \
+            else type(data).__name__
+        raise TypeError(f"{what}: expected (x, y) or (x, y, mask), got {got}")
+    x, y, mask = (*data, None)[:3]
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 3:
+        raise ValueError(f"{what}: expected x of rank 3 (batch, timesteps, features), got shape {x.shape}")
+    if y.ndim < 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{what}: expected y with {x.shape[0]} rows (as x), got shape {y.shape}")
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != x.shape[:2]:
+            raise ValueError(f"{what}: expected mask of shape {x.shape[:2]}, got {mask.shape}")
+        mask = mask.astype(bool)
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: expected at least one example, got 0")
+    return x, y, mask
+
+
+def _padded_batches(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    batch_size: int,
+    order: np.ndarray,
+) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+    """(count, (x, y, mask, weight)) with every batch padded to `batch_size` rows of
+    weight 0, so that one compiled step serves all batches and a mesh divides them."""
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        pad = batch_size - len(idx)
+        rows = np.concatenate([idx, np.zeros(pad, idx.dtype)])
+        weight = np.concatenate([np.ones(len(idx), np.float32), np.zeros(pad, np.float32)])
+        yield len(idx), tuple(None if a is None else a[rows] for a in data) + (weight,)
+
+
+def _shard(arrays: tuple[np.ndarray | None, ...], mesh: Mesh) -> tuple[jax.Array | None, ...]:
+    # Every process holds the whole batch; each device takes its slice of it. This works
+    # the same on one host and on several (after jax.distributed.initialize()).
+    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    return tuple(
+        None if a is None else jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i])
+        for a in arrays
+    )
+
+
+def _replicate(tree: Any, mesh: Mesh) -> Any:
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def _device_batch_size(batch_size: int, mesh: Mesh) -> int:
+    # Round up to a multiple of the device count; the extra rows carry weight 0.
+    return math.ceil(batch_size / mesh.size) * mesh.size
+
+
+def evaluate(
+    layer: Layer,
+    params: Params,
+    data: Data,
+    *,
+    loss: Loss,
+    metrics: Metrics | None = None,
+    batch_size: int = 256,
+    mesh: Mesh | None = None,
+) -> dict[str, float]:
+    """Mean loss and metrics of `params` over all of `data` ((x, y) or (x, y, mask)).
+
+    >>> import jax, numpy as np
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(2)])
+    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+    >>> data = (np.ones((5, 4, 2), np.float32), np.array([0, 1, 0, 1, 1]))
+    >>> sorted(evaluate(model, params, data, loss=sparse_categorical_crossentropy))
+    ['loss']
+    """
+    return _evaluate(make_eval_step(layer, loss, metrics=metrics), params, data, batch_size, mesh)
+
+
+def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
+    data = _check_data(data, "evaluate data")
+    batch_size = _checks.positive_int(batch_size, "evaluate batch_size")
+    mesh = data_mesh() if mesh is None else mesh
+    params = _replicate(params, mesh)
+    size = _device_batch_size(min(batch_size, len(data[0])), mesh)
+    sums: dict[str, jax.Array] = {}
+    for count, batch in _padded_batches(data, size, np.arange(len(data[0]))):
+        means = eval_step(params, *_shard(batch, mesh))
+        sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
+    return {k: float(v) / len(data[0]) for k, v in sums.items()}
+
+
+def predict(
+    layer: Layer, params: Params, x: Any, mask: Any = None, *, batch_size: int = 256
+) -> np.ndarray:
+    """The layer's outputs for all of `x`, in batches, as a numpy array.
+
+    >>> import jax, numpy as np
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(2)])
+    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+    >>> predict(model, params, np.ones((5, 4, 2), np.float32)).shape
+    (5, 2)
+    """
+    batch_size = _checks.positive_int(batch_size, "predict batch_size")
+    apply = jax.jit(layer.apply)
+    x = np.asarray(x)
+    mask = None if mask is None else np.asarray(mask, bool)
+    return np.concatenate([
+        np.asarray(apply(params, x[i:i + batch_size],
+                         mask=None if mask is None else mask[i:i + batch_size]))
+        for i in range(0, len(x), batch_size)
+    ])
+
+
+def fit(
+    layer: Layer,
+    params: Params,
+    optimizer: optax.GradientTransformation,
+    train_data: Data,
+    validation_data: Data | None = None,
+    *,
+    loss: Loss,
+    metrics: Metrics | None = None,
+    epochs: int,
+    batch_size: int,
+    rng: jax.Array,
+    dropout: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+) -> tuple[Params, History]:
+    """Trains `params` for `epochs` over shuffled batches of `train_data`; returns the
+    trained params and a history of per-epoch means ("loss", each metric, and "val_"
+    ones for `validation_data`).
+
+    Data are `(x, y)` or `(x, y, mask)` arrays with examples on the first axis; the mask
+    reaches the layer. `rng` drives the shuffling (and dropout, with `dropout=True`);
+    nothing else is random. Batches are sharded over `devices` (default: all), params
+    replicated. `progress` shows a tqdm bar per epoch.
+
+    >>> import jax, numpy as np, optax
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(4), jlstm.Dense(1)])
+    >>> _, params = model.init(jax.random.key(0), (None, 6, 1))
+    >>> x = np.linspace(0, 1, 60, dtype=np.float32).reshape(10, 6, 1)
+    >>> _, h = fit(model, params, optax.adam(1e-2), (x, x[:, -1]), (x, x[:, -1]),
+    ...            loss=mean_squared_error, epochs=20, batch_size=5, rng=jax.random.key(0))
+    >>> h["loss"][-1] < h["loss"][0], sorted(h)
+    (True, ['loss', 'val_loss'])
+    """
+    train = _check_data(train_data, "fit train_data")
+    epochs = _checks.positive_int(epochs, "fit epochs")
+    batch_size = _checks.positive_int(batch_size, "fit batch_size")
+    if not isinstance(rng, jax.Array):
+        raise TypeError(f"fit rng: expected a jax.random key, got {type(rng).__name__}")
+    mesh = data_mesh(devices)
+    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
+    eval_step = make_eval_step(layer, loss, metrics=metrics)
+    params = _replicate(params, mesh)
+    opt_state = _replicate(optimizer.init(params), mesh)
+    n = len(train[0])
+    size = _device_batch_size(min(batch_size, n), mesh)
+    history: History = {}
+    for epoch in range(epochs):
+        rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
+        order = np.asarray(jax.random.permutation(shuffle_key, n))
+        sums: dict[str, jax.Array] = {}
+        with tqdm(total=math.ceil(n / size), desc=f"epoch {epoch + 1}/{epochs}",
+                  disable=not progress, leave=True, dynamic_ncols=True) as bar:
+            for i, (count, batch) in enumerate(_padded_batches(train, size, order)):
+                key = jax.random.fold_in(dropout_key, i) if dropout else None
+                params, opt_state, means = step(params, opt_state, *_shard(batch, mesh), rng=key)
+                sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
+                bar.update()
+            logs = {k: float(v) / n for k, v in sums.items()}
+            if validation_data is not None:
+                val = _evaluate(eval_step, params, validation_data, batch_size, mesh)
+                logs |= {f"val_{k}": v for k, v in val.items()}
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+    return params, history

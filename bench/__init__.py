@@ -1,0 +1,44 @@
+"""jlstm beside its peers: forward and training-step time on the same data in one process.
+
+`python -m bench` times jlstm, PyTorch's `torch.nn.LSTM`, Flax's `nn.RNN(OptimizedLSTMCell)`,
+Keras 3's LSTM on JAX and Equinox's `LSTMCell` in a scan, each unidirectional and
+bidirectional, at the shapes below; see `python -m bench --help`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Shape(NamedTuple):
+    """One benchmark size: inputs (batch, timesteps, features) into an LSTM of `units`."""
+
+    name: str
+    batch: int
+    timesteps: int
+    features: int
+    units: int
+    repeats: int  # timed calls after warm-up, unless --repeats says otherwise
+
+
+SHAPES = {
+    shape.name: shape
+    for shape in (
+        Shape("seed", 32, 11, 3, 5, repeats=30),
+        Shape("mid", 64, 100, 128, 256, repeats=10),
+        Shape("large", 32, 200, 512, 512, repeats=5),
+        Shape("long", 16, 1000, 64, 128, repeats=5),
+    )
+}
+QUICK_SHAPES = ("seed",)
+QUICK_REPEATS = 3
+
+# The extra rows: compile time at these lengths (must stay within 2x), and the peak memory
+# of a training step at the longer one, with and without rematerialization.
+SCALING_TIMESTEPS = (10, 10_000)
+
+
+def lstm_flops(shape: Shape, directions: int, train: bool = False) -> float:
+    """Nominal FLOPs of an LSTM call: 2·B·T·(F+U)·4U a direction forward, 3x for a training step."""
+    forward = 2 * shape.batch * shape.timesteps * (shape.features + shape.units) * 4 * shape.units
+    return directions * forward * (3 if train else 1)

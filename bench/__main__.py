@@ -1,0 +1,169 @@
+"""`python -m bench`: jlstm beside torch, Flax, Keras and Equinox; prints a table, writes JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+from typing import Any, Sequence
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras reads it once, at its first import
+
+import numpy as np  # noqa: E402
+
+from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, lstm_flops  # noqa: E402
+from bench import extras, report  # noqa: E402
+from bench.peers import PEERS, SkipPeer  # noqa: E402
+from bench.timing import time_calls  # noqa: E402
+
+DIRECTIONS = {"uni": False, "bi": True}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; see `python -m bench --help`."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats): a smoke run")
+    parser.add_argument("--shapes", type=_names(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
+    parser.add_argument("--directions", type=_names(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)")
+    parser.add_argument("--peers", type=_names(PEERS), default=list(PEERS),
+                        help=f"comma-separated subset of {','.join(PEERS)}; jlstm always runs")
+    parser.add_argument("--only-jlstm", action="store_true", help="same as --peers jlstm")
+    parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: per shape)")
+    parser.add_argument("--no-extras", dest="extras", action="store_false",
+                        help="skip the torch agreement check, compile scaling and remat memory rows")
+    parser.add_argument("--out", default=os.path.join("bench", "out"), help="directory for results.json and results.md")
+    parser.add_argument("--results", help="also write the Markdown report here (e.g. bench/RESULTS.md)")
+    args = parser.parse_args(argv)
+    args.peers = ["jlstm"] + [p for p in args.peers if p != "jlstm" and not args.only_jlstm]
+    args.shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
+    return args
+
+
+def _names(known: Sequence[str]):
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"expected names from {','.join(known)}, got {text!r}")
+        return names
+
+    return parse
+
+
+def progress(message: str) -> None:
+    """A line on stderr, so that a long run can be followed."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def measure(peer: str, x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -> dict[str, Any]:
+    """One row: the forward and training-step timings of `peer` on `x`."""
+    contender = PEERS[peer](x, shape.units, bidirectional)
+    forward = time_calls(contender.forward, repeats)
+    train = time_calls(contender.train, repeats)
+    directions = 2 if bidirectional else 1
+    return {
+        "shape": shape.name,
+        "batch": shape.batch, "timesteps": shape.timesteps, "features": shape.features, "units": shape.units,
+        "direction": "bi" if bidirectional else "uni",
+        "peer": peer,
+        "repeats": repeats,
+        "forward_ms": forward.median_s * 1e3,
+        "train_ms": train.median_s * 1e3,
+        "forward_min_ms": forward.min_s * 1e3,
+        "train_min_ms": train.min_s * 1e3,
+        "forward_compile_s": forward.compile_s if contender.jitted else None,
+        "train_compile_s": train.compile_s if contender.jitted else None,
+        "forward_gflops": lstm_flops(shape, directions) / forward.median_s / 1e9,
+        "train_gflops": lstm_flops(shape, directions, train=True) / train.median_s / 1e9,
+    }
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's time over jlstm's at the same shape and direction: above 1, jlstm is faster."""
+    baseline = {(r["shape"], r["direction"]): r for r in rows if r["peer"] == "jlstm"}
+    for row in rows:
+        ours = baseline.get((row["shape"], row["direction"]))
+        for call in ("forward", "train"):
+            row[f"{call}_ratio"] = row[f"{call}_ms"] / ours[f"{call}_ms"] if ours else None
+
+
+def run_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Every peer at every shape and direction, on the same data, into results' rows and notes."""
+    skipped: dict[str, str] = {}
+    for shape in (SHAPES[name] for name in args.shapes):
+        x = np.random.default_rng(0).standard_normal((shape.batch, shape.timesteps, shape.features), dtype=np.float32)
+        repeats = args.repeats or (QUICK_REPEATS if args.quick else shape.repeats)
+        for direction in args.directions:
+            if args.extras:
+                check_agreement(x, shape, direction, results)
+            for peer in args.peers:
+                if peer in skipped:
+                    continue
+                where = f"{shape.name} {direction} {peer}"
+                progress(f"timing {where} ({repeats} repeats)")
+                try:
+                    results["rows"].append(measure(peer, x, shape, DIRECTIONS[direction], repeats))
+                except SkipPeer as skip:
+                    skipped[peer] = str(skip)
+                    results["notes"].append({"kind": "skip", "where": peer, "note": str(skip)})
+                except Exception as error:  # a peer that breaks is noted, not hidden; jlstm breaking is fatal
+                    if peer == "jlstm":
+                        raise
+                    results["notes"].append({"kind": "error", "where": where, "note": f"{type(error).__name__}: {error}"})
+                gc.collect()
+    add_ratios(results["rows"])
+
+
+def check_agreement(x: np.ndarray, shape: Shape, direction: str, results: dict[str, Any]) -> None:
+    """jlstm's forward against torch's on the same weights, recorded before timing."""
+    try:
+        check = extras.torch_agreement(x, shape.units, DIRECTIONS[direction])
+    except SkipPeer as skip:
+        results["notes"].append({"kind": "skip", "where": f"agreement {shape.name} {direction}", "note": str(skip)})
+        return
+    results["agreement"].append({"shape": shape.name, "direction": direction, **check})
+    progress(f"agreement {shape.name} {direction}: max |jlstm - torch| = {check['max_abs_err']:.2e}")
+
+
+def run_extras(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Compile time against length, and peak memory of a long training step with and without remat."""
+    shape = SHAPES["seed" if args.quick else "long"]
+    progress(f"compile scaling at T={extras.SCALING_TIMESTEPS}")
+    results["compile_scaling"] = extras.compile_scaling(shape)
+    unsupported = extras.remat_supported()
+    if unsupported:
+        results["notes"].append({"kind": "skip", "where": "remat memory", "note": unsupported})
+    progress("memory analysis of the long training step")
+    results["remat_memory"] = extras.remat_memory(shape, (False,) if unsupported else (False, True))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """All measurements the arguments ask for, as one JSON-ready dict."""
+    results: dict[str, Any] = {
+        "machine": extras.machine(),
+        "config": {"quick": args.quick, "shapes": {n: SHAPES[n]._asdict() for n in args.shapes},
+                   "directions": args.directions, "peers": args.peers, "repeats": args.repeats},
+        "rows": [], "agreement": [], "compile_scaling": [], "remat_memory": [], "notes": [],
+    }
+    progress("roofline: f32 matmul")
+    results["roofline"] = extras.roofline(512 if args.quick else 2048, 3 if args.quick else 10)
+    run_table(args, results)
+    if args.extras:
+        run_extras(args, results)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the bench; exits 1 when jlstm disagrees with torch beyond the tolerance."""
+    args = parse_args(argv)
+    results = run(args)
+    print(report.text(results))
+    for path in report.write(results, args.out, args.results):
+        progress(f"wrote {path}")
+    return 0 if all(check["ok"] for check in results["agreement"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

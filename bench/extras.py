@@ -1,0 +1,165 @@
+"""What the bench measures beside the main table: the machine and its matmul roofline, jlstm's
+agreement with torch on shared weights, compile time against sequence length, and the peak
+memory of a long training step with and without rematerialization."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import platform
+import subprocess
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench import SCALING_TIMESTEPS, Shape
+from bench.peers import SkipPeer, cpu_count, jlstm_layer, mean_square, require
+from bench.timing import seconds, time_calls
+
+AGREEMENT_TOLERANCE = 1e-4
+SCALING_LIMIT = 2.0
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, cores, library versions and jlstm's commit this run measured."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax_backend": jax.default_backend(),
+        "versions": {name: _version(name) for name in ("jax", "jaxlib", "torch", "flax", "keras", "equinox", "numpy")},
+        "jlstm_commit": _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return names[0] if names else platform.processor() or "unknown"
+    except OSError:
+        return platform.processor() or "unknown"
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "jlstm"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty jlstm/" if dirty.stdout.strip() else "")
+
+
+def roofline(size: int, repeats: int) -> dict[str, Any]:
+    """f32 GFLOP/s of a `size`² @ `size`² matmul in JAX and (if installed) torch."""
+    a, b = np.random.default_rng(0).standard_normal((2, size, size), dtype=np.float32)
+    flops = 2 * size**3
+    matmul = jax.jit(jnp.matmul)
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    result = {"size": size, "jax_gflops": flops / time_calls(lambda: matmul(ja, jb).block_until_ready(), repeats).median_s / 1e9}
+    try:
+        torch = require("torch")
+    except SkipPeer as skip:
+        result["torch_note"] = str(skip)
+        return result
+    torch.set_num_threads(cpu_count())
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    result["torch_gflops"] = flops / time_calls(lambda: torch.matmul(ta, tb), repeats).median_s / 1e9
+    return result
+
+
+def torch_agreement(x: np.ndarray, units: int, bidirectional: bool) -> dict[str, Any]:
+    """Max |jlstm - torch| of the forward sequence, torch given jlstm's weights."""
+    torch = require("torch")
+    layer = jlstm_layer(units, bidirectional)
+    _, params = layer.init(jax.random.key(1), x.shape)
+    ours = np.asarray(jax.jit(layer.apply)(params, jnp.asarray(x)))
+    lstm = torch.nn.LSTM(x.shape[-1], units, batch_first=True, bidirectional=bidirectional)
+    directions = [("", params["forward"]), ("_reverse", params["backward"])] if bidirectional else [("", params)]
+    with torch.no_grad():
+        for suffix, p in directions:
+            _load_keras_weights(torch, lstm, suffix, p)
+        theirs = lstm(torch.from_numpy(x))[0].numpy()
+    error = float(np.max(np.abs(ours - theirs)))
+    return {"max_abs_err": error, "ok": error <= AGREEMENT_TOLERANCE}
+
+
+def _load_keras_weights(torch: Any, lstm: Any, suffix: str, params: dict[str, Any]) -> None:
+    # torch's gates i, f, g, o are Keras's i, f, c, o; torch keeps (4U, in) and two biases.
+    tensor = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
+    getattr(lstm, f"weight_ih_l0{suffix}").copy_(tensor(params["kernel"]).T)
+    getattr(lstm, f"weight_hh_l0{suffix}").copy_(tensor(params["recurrent_kernel"]).T)
+    getattr(lstm, f"bias_ih_l0{suffix}").copy_(tensor(params["bias"]))
+    getattr(lstm, f"bias_hh_l0{suffix}").zero_()
+
+
+def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **options: Any):
+    """jlstm's forward (or training step) at `timesteps`, lowered on abstract inputs: nothing allocated."""
+    layer = jlstm_layer(shape.units, bidirectional, **options)
+    input_shape = (shape.batch, timesteps, shape.features)
+    params = jax.eval_shape(lambda key: layer.init(key, input_shape)[1], jax.random.key(0))
+    x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    fn = jax.value_and_grad(lambda p, x: mean_square(layer.apply(p, x))) if train else layer.apply
+    return jax.jit(fn).lower(params, x)
+
+
+def compile_scaling(shape: Shape) -> list[dict[str, Any]]:
+    """Trace-lower-compile seconds of jlstm at the short and long SCALING_TIMESTEPS."""
+    _lowered(shape, 3, False, True).compile()  # first-compile overheads off the clock
+    rows = []
+    for bidirectional in (False, True):
+        for train in (False, True):
+            times = {t: seconds(lambda t=t: _lowered(shape, t, bidirectional, train).compile())
+                     for t in SCALING_TIMESTEPS}
+            short, long = (times[t] for t in SCALING_TIMESTEPS)
+            rows.append({
+                "direction": "bi" if bidirectional else "uni",
+                "call": "train" if train else "forward",
+                "timesteps": list(SCALING_TIMESTEPS),
+                "seconds": [short, long],
+                "ratio": long / short,
+                "ok": long / short <= SCALING_LIMIT,
+            })
+    return rows
+
+
+def remat_supported() -> str | None:
+    """None when `jlstm.LSTM` takes `remat=`; otherwise why not."""
+    try:
+        jlstm_layer(1, False, remat=True)
+    except TypeError as error:
+        return f"jlstm.LSTM has no remat= option yet ({error})"
+    return None
+
+
+def remat_memory(shape: Shape, remat_options: tuple[bool, ...]) -> list[dict[str, Any]]:
+    """XLA's memory analysis of a training step at the longest SCALING_TIMESTEPS."""
+    timesteps = SCALING_TIMESTEPS[-1]
+    rows = []
+    for bidirectional in (False, True):
+        for remat in remat_options:
+            options = {"remat": True} if remat else {}
+            stats = _lowered(shape, timesteps, bidirectional, True, **options).compile().memory_analysis()
+            peak = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+                    + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+            rows.append({
+                "direction": "bi" if bidirectional else "uni",
+                "remat": remat,
+                "shape": [shape.batch, timesteps, shape.features, shape.units],
+                "temp_bytes": stats.temp_size_in_bytes,
+                "argument_bytes": stats.argument_size_in_bytes,
+                "output_bytes": stats.output_size_in_bytes,
+                "peak_bytes": peak,
+            })
+    return rows

@@ -15,6 +15,7 @@ names and shapes.
 
 from jlstm.activations import get_activation
 from jlstm.cell import lstm_gates, lstm_step
+from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
 from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking
@@ -35,8 +36,10 @@ __all__ = [
     "count_params",
     "get_activation",
     "get_initializer",
+    "load",
     "lstm_gates",
     "lstm_scan",
     "lstm_step",
+    "save",
     "summary",
 ]

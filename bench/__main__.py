@@ -6,6 +6,7 @@ import argparse
 import gc
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras reads it once, at its first import
@@ -18,6 +19,7 @@ from bench.peers import PEERS, SkipPeer  # noqa: E402
 from bench.timing import time_calls  # noqa: E402
 
 DIRECTIONS = {"uni": False, "bi": True}
+STARTED = time.perf_counter()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -54,7 +56,7 @@ def _names(known: Sequence[str]):
 
 def progress(message: str) -> None:
     """A line on stderr, so that a long run can be followed."""
-    print(message, file=sys.stderr, flush=True)
+    print(f"[{time.perf_counter() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def measure(peer: str, x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -> dict[str, Any]:
@@ -130,13 +132,14 @@ def check_agreement(x: np.ndarray, shape: Shape, direction: str, results: dict[s
 def run_extras(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """Compile time against length, and peak memory of a long training step with and without remat."""
     shape = SHAPES["seed" if args.quick else "long"]
+    directions = [DIRECTIONS[d] for d in args.directions]
     progress(f"compile scaling at T={extras.SCALING_TIMESTEPS}")
-    results["compile_scaling"] = extras.compile_scaling(shape)
+    results["compile_scaling"] = extras.compile_scaling(shape, directions)
     unsupported = extras.remat_supported()
     if unsupported:
         results["notes"].append({"kind": "skip", "where": "remat memory", "note": unsupported})
     progress("memory analysis of the long training step")
-    results["remat_memory"] = extras.remat_memory(shape, (False,) if unsupported else (False, True))
+    results["remat_memory"] = extras.remat_memory(shape, directions, (False,) if unsupported else (False, True))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

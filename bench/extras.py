@@ -8,7 +8,7 @@ import datetime
 import importlib.metadata
 import platform
 import subprocess
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -114,11 +114,11 @@ def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **o
     return jax.jit(fn).lower(params, x)
 
 
-def compile_scaling(shape: Shape) -> list[dict[str, Any]]:
-    """Trace-lower-compile seconds of jlstm at the short and long SCALING_TIMESTEPS."""
+def compile_scaling(shape: Shape, directions: Sequence[bool]) -> list[dict[str, Any]]:
+    """Trace-lower-compile seconds of jlstm at the short and long SCALING_TIMESTEPS, per direction."""
     _lowered(shape, 3, False, True).compile()  # first-compile overheads off the clock
     rows = []
-    for bidirectional in (False, True):
+    for bidirectional in directions:
         for train in (False, True):
             times = {t: seconds(lambda t=t: _lowered(shape, t, bidirectional, train).compile())
                      for t in SCALING_TIMESTEPS}
@@ -143,11 +143,11 @@ def remat_supported() -> str | None:
     return None
 
 
-def remat_memory(shape: Shape, remat_options: tuple[bool, ...]) -> list[dict[str, Any]]:
-    """XLA's memory analysis of a training step at the longest SCALING_TIMESTEPS."""
+def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequence[bool]) -> list[dict[str, Any]]:
+    """XLA's memory analysis of a training step at the longest SCALING_TIMESTEPS, per direction."""
     timesteps = SCALING_TIMESTEPS[-1]
     rows = []
-    for bidirectional in (False, True):
+    for bidirectional in directions:
         for remat in remat_options:
             options = {"remat": True} if remat else {}
             stats = _lowered(shape, timesteps, bidirectional, True, **options).compile().memory_analysis()

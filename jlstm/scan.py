@@ -61,6 +61,103 @@ def _recurrent_projection(
     return z.reshape(d, h.shape[1], 4 * u)
 
 
+class _Statics(NamedTuple):
+    """What the recurrence needs besides arrays: hashable, so it is a static argument."""
+
+    activation: Activation
+    recurrent_activation: Activation
+    zero_output_for_mask: bool
+    unroll: int | bool
+
+
+def _keep(keep: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
+    return new if keep is None else jnp.where(keep, new, old)
+
+
+def _scan_states(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit):
+    """The forward loop. Emits per step nothing, the states (h, c), or (h, c, z) for the VJP."""
+
+    def step(carry, inputs):
+        z_t, keep_t = inputs
+        h_prev, c_prev = carry
+        z = z_t + _recurrent_projection(h_prev, recurrent_kernels, recurrent_dropout)
+        h, c = lstm_gates(z, c_prev, statics.activation, statics.recurrent_activation)
+        h, c = _keep(keep_t, h, h_prev), _keep(keep_t, c, c_prev)
+        return (h, c), {"none": None, "states": (h, c), "residuals": (h, c, z)}[emit]
+
+    return lax.scan(step, (h0, c0), (z_x, keep), unroll=statics.unroll)
+
+
+def _outputs(hs: jax.Array, keep: jax.Array | None, statics: _Statics) -> jax.Array:
+    # A masked step's state is the previous one, which is Keras's output there, unless zeros.
+    if keep is None or not statics.zero_output_for_mask:
+        return hs
+    return jnp.where(keep, hs, 0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences):
+    """(sequence or None, h, c) of the LSTM recurrence over the projected inputs z_x (T, D, B, 4U).
+
+    Its VJP reuses the saved gate pre-activations and computes the recurrent kernel's
+    gradient as one GEMM over all timesteps, instead of one small matmul per step.
+    """
+    emit = "states" if return_sequences else "none"
+    (h, c), states = _scan_states(z_x, recurrent_kernels, h0, c0, keep, None, statics, emit)
+    return (_outputs(states[0], keep, statics) if return_sequences else None), h, c
+
+
+def _recurrence_fwd(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences):
+    (h, c), (hs, cs, zs) = _scan_states(z_x, recurrent_kernels, h0, c0, keep, None, statics, "residuals")
+    out = (_outputs(hs, keep, statics) if return_sequences else None), h, c
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    c_prev = jnp.concatenate([c0[None], cs[:-1]])
+    return out, (recurrent_kernels, keep, h_prev, c_prev, zs)
+
+
+def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
+    recurrent_kernels, keep, h_prev, c_prev, zs = residuals
+    d_seq, d_h, d_c = cotangents
+    gates = functools.partial(
+        lstm_gates, activation=statics.activation, recurrent_activation=statics.recurrent_activation
+    )
+    if d_seq is None:
+        d_seq = jnp.zeros_like(h_prev)
+    zero_masked_output = keep is not None and statics.zero_output_for_mask
+
+    def step(carry, inputs):
+        d_h, d_c = carry
+        d_out, z, c_before, keep_t = inputs
+        d_h_new = d_h + d_out
+        d_h_pass = d_h if zero_masked_output else d_h_new
+        d_c_new = d_c
+        if keep_t is not None:
+            d_h_new, d_h_pass = jnp.where(keep_t, d_h_new, 0), jnp.where(keep_t, 0, d_h_pass)
+            d_c_new, d_c_pass = jnp.where(keep_t, d_c, 0), jnp.where(keep_t, 0, d_c)
+        _, gates_vjp = jax.vjp(gates, z, c_before)
+        d_z, d_c_before = gates_vjp((d_h_new, d_c_new))
+        d_h_before = jnp.matmul(d_z, jnp.swapaxes(recurrent_kernels, 1, 2))
+        if keep_t is not None:
+            d_h_before, d_c_before = d_h_before + d_h_pass, d_c_before + d_c_pass
+        return (d_h_before, d_c_before), d_z
+
+    (d_h0, d_c0), d_zs = lax.scan(
+        step, (d_h, d_c), (d_seq, zs, c_prev, keep), reverse=True, unroll=statics.unroll
+    )
+    t, d, b, u = h_prev.shape
+    # sum_t h_{t-1}^T dz_t for all steps at once: one (U, T*B) @ (T*B, 4U) GEMM per direction.
+    d_kernels = jnp.einsum("dnu,dng->dug", _direction_major(h_prev), _direction_major(d_zs))
+    return d_zs, d_kernels, d_h0, d_c0, None
+
+
+def _direction_major(a: jax.Array) -> jax.Array:
+    t, d, b, n = a.shape
+    return jnp.swapaxes(a, 0, 1).reshape(d, t * b, n)
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -102,35 +199,15 @@ def lstm_scan(
     input_dropout (D, G, B, F) with G = 1 or 4 gates, and recurrent_dropout (D, 4, B, U).
     With `remat` the backward pass recomputes each step's gates instead of storing them.
     """
+    statics = _Statics(activation, recurrent_activation, zero_output_for_mask, unroll)
     z_x = jnp.swapaxes(_project(_time_major_inputs(x, reverse), kernels, biases, input_dropout), 0, 1)
-
-    def gates(z_t: jax.Array, h: jax.Array, c: jax.Array):
-        z = z_t + _recurrent_projection(h, recurrent_kernels, recurrent_dropout)
-        return lstm_gates(z, c, activation, recurrent_activation)
-
-    if mask is None:
-
-        def step(carry, z_t):
-            h, c = gates(z_t, *carry)
-            return (h, c), (h if return_sequences else None)
-
-        xs = z_x
+    keep = None if mask is None else jnp.swapaxes(_time_major_inputs(mask[..., None], reverse), 0, 1)
+    if recurrent_dropout is None and not remat:
+        hs, h, c = _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences)
     else:
-
-        def step(carry, inputs):
-            z_t, keep = inputs
-            h_prev, c_prev = carry
-            h, c = gates(z_t, h_prev, c_prev)
-            h = jnp.where(keep, h, h_prev)
-            c = jnp.where(keep, c, c_prev)
-            if not return_sequences:
-                return (h, c), None
-            return (h, c), (jnp.where(keep, h, 0) if zero_output_for_mask else h)
-
-        xs = (z_x, _time_major_inputs(mask[..., None], reverse).swapaxes(0, 1))
-
-    if remat:
-        step = jax.checkpoint(step)
-    (h, c), hs = lax.scan(step, (h0, c0), xs, unroll=unroll)
+        scan = jax.checkpoint(_scan_states, static_argnums=(6, 7)) if remat else _scan_states
+        emit = "states" if return_sequences else "none"
+        (h, c), states = scan(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit)
+        hs = _outputs(states[0], keep, statics) if return_sequences else None
     sequences = jnp.moveaxis(hs, 0, 2) if return_sequences else None  # (T, D, B, U) -> (D, B, T, U)
     return ScanResult(sequences, h, c)

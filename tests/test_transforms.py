@@ -106,3 +106,25 @@ def test_dropout_is_off_unless_training(rng):
     assert not np.allclose(a, plain) and not np.allclose(a, c)
     with pytest.raises(ValueError, match="rng"):
         layer.apply(params, x, training=True)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_grads_through_states_and_masks(return_sequences, bidirectional, rng):
+    """The custom VJP against numerical differences: last output or sequence, a mask with
+    holes, and gradients into the initial state too."""
+    layer = jlstm.LSTM(3, return_sequences=return_sequences, return_state=True)
+    if bidirectional:
+        layer = jlstm.Bidirectional(layer, merge_mode="mul")
+    _, params = layer.init(rng, (None, 5, 2))
+    x = jax.random.normal(jax.random.key(2), (2, 5, 2))
+    mask = jnp.array([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]], bool)
+    states = [jax.random.normal(k, (2, 3)) for k in jax.random.split(jax.random.key(3), 4 if bidirectional else 2)]
+
+    def f(p, xx, st):
+        out = layer.apply(p, xx, mask=mask, initial_state=st)
+        return out[0], out[1:]
+
+    f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
+    with jax.enable_x64():
+        check_grads(f, (f64(params), f64(x), f64(states)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)

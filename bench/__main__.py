@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_table(args, results)
     if args.extras:
         run_extras(args, results)
+    results["machine"]["load_average_1m_end"] = os.getloadavg()[0]
     return results
 
 

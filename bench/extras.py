@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import os
 import platform
 import subprocess
 from typing import Any, Sequence
@@ -32,6 +33,7 @@ def machine() -> dict[str, Any]:
         "jax_backend": jax.default_backend(),
         "versions": {name: _version(name) for name in ("jax", "jaxlib", "torch", "flax", "keras", "equinox", "numpy")},
         "jlstm_commit": _git_commit(),
+        "load_average_1m": os.getloadavg()[0],  # other work on the machine skews every timing
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -116,10 +118,10 @@ def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **o
 
 def compile_scaling(shape: Shape, directions: Sequence[bool]) -> list[dict[str, Any]]:
     """Trace-lower-compile seconds of jlstm at the short and long SCALING_TIMESTEPS, per direction."""
-    _lowered(shape, 3, False, True).compile()  # first-compile overheads off the clock
     rows = []
     for bidirectional in directions:
         for train in (False, True):
+            _lowered(shape, 3, bidirectional, train).compile()  # first-compile overheads off the clock
             times = {t: seconds(lambda t=t: _lowered(shape, t, bidirectional, train).compile())
                      for t in SCALING_TIMESTEPS}
             short, long = (times[t] for t in SCALING_TIMESTEPS)

@@ -67,7 +67,8 @@ def render_text(table: Table) -> str:
 def render_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table."""
     headers, cells = table
-    return "\n".join(["| " + " | ".join(row) + " |" for row in [headers, ["---"] * len(headers), *cells]])
+    row = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"  # noqa: E731
+    return "\n".join(map(row, [headers, ["---"] * len(headers), *cells]))
 
 
 def roofline_line(roofline: dict[str, Any]) -> str:
@@ -77,13 +78,22 @@ def roofline_line(roofline: dict[str, Any]) -> str:
     return f"f32 matmul {n}x{n} @ {n}x{n}: jax {roofline['jax_gflops']:,.1f} GFLOP/s, torch {torch} GFLOP/s"
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """When and where the run was, with what versions, and how busy the machine was."""
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    load = f"{m['load_average_1m']:.2f} at the start, {m.get('load_average_1m_end', float('nan')):.2f} at the end"
+    return (f"{m['date']} on {m['cpu']}, {m['cores']} cores ({m['platform']}, Python {m['python']}, "
+            f"JAX backend {m['jax_backend']}); jlstm at {m['jlstm_commit']}; {versions}. Load average (1 min) {load}.")
+
+
 def _notes(notes: Sequence[dict[str, Any]]) -> list[str]:
     return [f"- {n['kind']}: {n['where']}: {n['note']}" for n in notes]
 
 
 def text(results: dict[str, Any]) -> str:
     """What `python -m bench` prints: roofline, the main table, the extra rows and the notes."""
-    parts = [roofline_line(results["roofline"]), "", render_text(main_table(results["rows"]))]
+    parts = [machine_line(results["machine"]), roofline_line(results["roofline"]), "",
+             render_text(main_table(results["rows"]))]
     for title, key, table in _extra_tables():
         if results[key]:
             parts += ["", title, render_text(table(results[key]))]
@@ -102,12 +112,9 @@ def _extra_tables():
 
 def markdown(results: dict[str, Any]) -> str:
     """The full report: machine, roofline, main table, extra rows, notes."""
-    m = results["machine"]
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     parts = [
         "# jlstm beside its peers", "",
-        f"Run {m['date']} with `python -m bench` on {m['cpu']}, {m['cores']} cores ({m['platform']}, "
-        f"Python {m['python']}, JAX backend {m['jax_backend']}); jlstm at {m['jlstm_commit']}; {versions}.", "",
+        f"Run with `python -m bench` {machine_line(results['machine'])}", "",
         "Times are medians after warm-up; `×` is the peer's time over jlstm's (above 1: jlstm is faster). "
         "GFLOP/s counts 2·B·T·(F+U)·4U per direction forward and 3x that for a training step "
         "(value and grad of the mean square of the output sequence w.r.t. the params). "

@@ -15,6 +15,7 @@ names and shapes.
 
 from jlstm.activations import get_activation
 from jlstm.cell import lstm_gates, lstm_step
+from jlstm import interop
 from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
@@ -36,6 +37,7 @@ __all__ = [
     "count_params",
     "get_activation",
     "get_initializer",
+    "interop",
     "load",
     "lstm_gates",
     "lstm_scan",

@@ -135,6 +135,8 @@ def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
     where jlstm has one (they matter only for re-initialising); regularizers and
     constraints act only in Keras training and are not carried over.
 
+    >>> import os
+    >>> _ = os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is first imported
     >>> import keras
     >>> model = keras.Sequential([keras.Input((7, 3)), keras.layers.LSTM(5), keras.layers.Dense(1)])
     >>> layer, params = from_keras(model)

@@ -199,10 +199,11 @@ def _keras_config(kl: Any, what: str) -> dict[str, Any]:
 def _keras_activation(value: Any, what: str) -> str:
     if isinstance(value, str) and value in ACTIVATIONS:
         return value
-    shown = value.get("config", value) if isinstance(value, dict) else value
+    if isinstance(value, dict):  # a serialised function (its name in "config") or lambda
+        value = value["config"] if isinstance(value.get("config"), str) else value.get("class_name", "<lambda>")
     raise ValueError(
         f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or "
-        f"unsupported {shown!r}"
+        f"unsupported {value!r}"
     )
 
 

@@ -1,13 +1,15 @@
 """The scan driver: one jitted `lax.scan` over time for one or more LSTM directions.
 
-Directions are stacked on a leading axis `D`, so a Bidirectional layer runs both of its
-directions in one loop with one batched `h @ recurrent_kernel` per step. The input
-projection `x @ kernel + bias` for every timestep is a single matmul before the loop.
+Directions share the loop: a Bidirectional layer runs both of its directions in one scan
+with one batched `h @ recurrent_kernel` per step. The input projection `x @ kernel + bias`
+for every timestep is one large matmul per direction before the loop, and the backward
+pass is a custom VJP that reuses the saved gate pre-activations.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -26,28 +28,35 @@ class ScanResult(NamedTuple):
     c: jax.Array  # (D, B, U)
 
 
-def _time_major_inputs(x: jax.Array, reverse: tuple[bool, ...]) -> jax.Array:
-    # (B, T, F) -> (D, T, B, F): transposing x is cheaper than transposing x @ kernel (4U wide).
-    xt = jnp.swapaxes(x, 0, 1)
-    return jnp.stack([jnp.flip(xt, 0) if r else xt for r in reverse])
+class _Statics(NamedTuple):
+    """What the recurrence needs besides arrays: hashable, so it is a static argument."""
+
+    activation: Activation
+    recurrent_activation: Activation
+    zero_output_for_mask: bool
+    unroll: int | bool
+
+
+def _time_major(a: jax.Array, reverse: bool) -> jax.Array:
+    # (B, T, ...) -> (T, B, ...). Transposing x is cheaper than transposing x @ kernel (4U wide).
+    a = jnp.swapaxes(a, 0, 1)
+    return jnp.flip(a, 0) if reverse else a
 
 
 def _project(
-    x_dirs: jax.Array, kernels: jax.Array, biases: jax.Array | None, input_dropout: jax.Array | None
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, input_dropout: jax.Array | None
 ) -> jax.Array:
-    d, t, b, f = x_dirs.shape
-    if input_dropout is not None and input_dropout.shape[1] == 4:
+    """x (T, B, F) @ kernel (F, 4U) + bias as one (T*B, F) GEMM; dropout masks are (G, B, F)."""
+    t, b, f = x.shape
+    if input_dropout is not None and input_dropout.shape[0] == 4:
         # Keras's per-gate input masks (with recurrent dropout): gate g sees x * mask[g].
-        x_gates = x_dirs[:, None] * input_dropout[:, :, None]  # (D, 4, T, B, F)
-        z = jnp.einsum("dgtbf,dfgu->dtbgu", x_gates, kernels.reshape(d, f, 4, -1))
-        z = z.reshape(d, t * b, -1)
+        z = jnp.einsum("gtbf,fgu->tbgu", x[None] * input_dropout[:, None], kernel.reshape(f, 4, -1))
     else:
         if input_dropout is not None:
-            x_dirs = x_dirs * input_dropout[:, :1]
-        z = jnp.matmul(x_dirs.reshape(d, t * b, f), kernels)
-    if biases is not None:
-        z = z + biases[:, None, :]
-    return z.reshape(d, t, b, -1)
+            x = x * input_dropout[0]
+        z = x.reshape(t * b, f) @ kernel
+    z = z.reshape(t, b, -1)
+    return z if bias is None else z + bias
 
 
 def _recurrent_projection(
@@ -61,31 +70,23 @@ def _recurrent_projection(
     return z.reshape(d, h.shape[1], 4 * u)
 
 
-class _Statics(NamedTuple):
-    """What the recurrence needs besides arrays: hashable, so it is a static argument."""
-
-    activation: Activation
-    recurrent_activation: Activation
-    zero_output_for_mask: bool
-    unroll: int | bool
-
-
 def _keep(keep: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
     return new if keep is None else jnp.where(keep, new, old)
 
 
 def _scan_states(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit):
-    """The forward loop. Emits per step nothing, the states (h, c), or (h, c, z) for the VJP."""
+    """The forward loop over z_x, a tuple of (T, B, 4U) per direction. Emits per step
+    nothing, the states (h, c), or (h, c, z) for the VJP, each (T, D, B, ...)."""
 
     def step(carry, inputs):
         z_t, keep_t = inputs
         h_prev, c_prev = carry
-        z = z_t + _recurrent_projection(h_prev, recurrent_kernels, recurrent_dropout)
+        z = jnp.stack(z_t) + _recurrent_projection(h_prev, recurrent_kernels, recurrent_dropout)
         h, c = lstm_gates(z, c_prev, statics.activation, statics.recurrent_activation)
         h, c = _keep(keep_t, h, h_prev), _keep(keep_t, c, c_prev)
         return (h, c), {"none": None, "states": (h, c), "residuals": (h, c, z)}[emit]
 
-    return lax.scan(step, (h0, c0), (z_x, keep), unroll=statics.unroll)
+    return lax.scan(step, (h0, c0), (tuple(z_x), keep), unroll=statics.unroll)
 
 
 def _outputs(hs: jax.Array, keep: jax.Array | None, statics: _Statics) -> jax.Array:
@@ -97,7 +98,7 @@ def _outputs(hs: jax.Array, keep: jax.Array | None, statics: _Statics) -> jax.Ar
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences):
-    """(sequence or None, h, c) of the LSTM recurrence over the projected inputs z_x (T, D, B, 4U).
+    """(sequence or None, h, c) of the recurrence over z_x, a tuple of (T, B, 4U) per direction.
 
     Its VJP reuses the saved gate pre-activations and computes the recurrent kernel's
     gradient as one GEMM over all timesteps, instead of one small matmul per step.
@@ -124,6 +125,7 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
     if d_seq is None:
         d_seq = jnp.zeros_like(h_prev)
     zero_masked_output = keep is not None and statics.zero_output_for_mask
+    recurrent_kernels_t = jnp.swapaxes(recurrent_kernels, 1, 2)
 
     def step(carry, inputs):
         d_h, d_c = carry
@@ -136,26 +138,64 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
             d_c_new, d_c_pass = jnp.where(keep_t, d_c, 0), jnp.where(keep_t, 0, d_c)
         _, gates_vjp = jax.vjp(gates, z, c_before)
         d_z, d_c_before = gates_vjp((d_h_new, d_c_new))
-        d_h_before = jnp.matmul(d_z, jnp.swapaxes(recurrent_kernels, 1, 2))
+        d_h_before = jnp.matmul(d_z, recurrent_kernels_t)
         if keep_t is not None:
             d_h_before, d_c_before = d_h_before + d_h_pass, d_c_before + d_c_pass
-        return (d_h_before, d_c_before), d_z
+        return (d_h_before, d_c_before), tuple(d_z)
 
     (d_h0, d_c0), d_zs = lax.scan(
         step, (d_h, d_c), (d_seq, zs, c_prev, keep), reverse=True, unroll=statics.unroll
     )
-    t, d, b, u = h_prev.shape
-    # sum_t h_{t-1}^T dz_t for all steps at once: one (U, T*B) @ (T*B, 4U) GEMM per direction.
-    d_kernels = jnp.einsum("dnu,dng->dug", _direction_major(h_prev), _direction_major(d_zs))
+    t, _, b, u = h_prev.shape
+    # sum_t h_{t-1}^T dz_t over all steps at once: one (U, T*B) @ (T*B, 4U) GEMM per direction.
+    d_kernels = jnp.stack(
+        [h_prev[:, i].reshape(t * b, u).T @ d_z.reshape(t * b, -1) for i, d_z in enumerate(d_zs)]
+    )
     return d_zs, d_kernels, d_h0, d_c0, None
 
 
-def _direction_major(a: jax.Array) -> jax.Array:
-    t, d, b, n = a.shape
-    return jnp.swapaxes(a, 0, 1).reshape(d, t * b, n)
-
-
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def _run(xs, keep, kernels, biases, input_dropout, recurrent_kernels, recurrent_dropout,
+         h0, c0, statics, return_sequences):
+    """Projects each direction's time-major inputs and runs the recurrence over them."""
+    z_x = tuple(
+        _project(x, kernels[i], None if biases is None else biases[i],
+                 None if input_dropout is None else input_dropout[i])
+        for i, x in enumerate(xs)
+    )
+    if recurrent_dropout is None:
+        return _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences)
+    emit = "states" if return_sequences else "none"
+    (h, c), states = _scan_states(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit)
+    return (_outputs(states[0], keep, statics) if return_sequences else None), h, c
+
+
+def _run_in_chunks(xs, keep, *weights_and_states, statics, return_sequences):
+    """`_run` over chunks of about sqrt(T) steps, each recomputed in the backward pass:
+    training memory grows with T * (F + U) instead of T * 14U."""
+    t = xs[0].shape[0]
+    size = max(1, math.isqrt(t))
+    chunks = -(-t // size)
+    pad = chunks * size - t
+    if pad:  # padded steps are masked: the state passes through them unchanged
+        real = jnp.ones((t,) + (len(xs), xs[0].shape[1], 1), bool) if keep is None else keep
+        keep = jnp.concatenate([real, jnp.zeros((pad,) + real.shape[1:], bool)])
+        xs = tuple(jnp.pad(x, ((0, pad), (0, 0), (0, 0))) for x in xs)
+    split = lambda a: None if a is None else a.reshape((chunks, size) + a.shape[1:])  # noqa: E731
+    *weights, h0, c0 = weights_and_states
+
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def chunk(carry, inputs):
+        x_chunk, keep_chunk = inputs
+        hs, h, c = _run(x_chunk, keep_chunk, *weights, *carry, statics, return_sequences)
+        return (h, c), hs
+
+    (h, c), hs = lax.scan(chunk, (h0, c0), (tuple(split(x) for x in xs), split(keep)))
+    if return_sequences:
+        hs = hs.reshape((chunks * size,) + hs.shape[2:])[:t]
+    return hs, h, c
 
 
 @functools.partial(
@@ -197,17 +237,16 @@ def lstm_scan(
     go_backwards). At a masked step the state is kept and the output is the previous h,
     or zeros with `zero_output_for_mask`. Dropout masks, already scaled, are
     input_dropout (D, G, B, F) with G = 1 or 4 gates, and recurrent_dropout (D, 4, B, U).
-    With `remat` the backward pass recomputes each step's gates instead of storing them.
+    With `remat` the backward pass recomputes chunks of about sqrt(T) steps instead of
+    storing every step's gates.
     """
     statics = _Statics(activation, recurrent_activation, zero_output_for_mask, unroll)
-    z_x = jnp.swapaxes(_project(_time_major_inputs(x, reverse), kernels, biases, input_dropout), 0, 1)
-    keep = None if mask is None else jnp.swapaxes(_time_major_inputs(mask[..., None], reverse), 0, 1)
-    if recurrent_dropout is None and not remat:
-        hs, h, c = _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences)
+    xs = tuple(_time_major(x, r) for r in reverse)
+    keep = None if mask is None else jnp.stack([_time_major(mask, r) for r in reverse], 1)[..., None]
+    args = (kernels, biases, input_dropout, recurrent_kernels, recurrent_dropout, h0, c0)
+    if remat:
+        hs, h, c = _run_in_chunks(xs, keep, *args, statics=statics, return_sequences=return_sequences)
     else:
-        scan = jax.checkpoint(_scan_states, static_argnums=(6, 7)) if remat else _scan_states
-        emit = "states" if return_sequences else "none"
-        (h, c), states = scan(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit)
-        hs = _outputs(states[0], keep, statics) if return_sequences else None
+        hs, h, c = _run(xs, keep, *args, statics, return_sequences)
     sequences = jnp.moveaxis(hs, 0, 2) if return_sequences else None  # (T, D, B, U) -> (D, B, T, U)
     return ScanResult(sequences, h, c)

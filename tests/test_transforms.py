@@ -41,14 +41,20 @@ def test_grads_are_correct(kind, rng):
                     order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
-def test_remat_gives_the_same_grads(rng):
-    x, mask = x_and_mask()
-    grads = []
+@pytest.mark.parametrize("timesteps", [5, 9, 1])
+@pytest.mark.parametrize("kind", ["lstm", "lstm-last", "bidirectional"])
+def test_remat_gives_the_same_outputs_and_grads(kind, timesteps, rng):
+    x = jax.random.normal(jax.random.key(1), (2, timesteps, 3))
+    mask = jnp.arange(timesteps)[None, :] < jnp.array([timesteps, 3])[:, None]
+    results = []
     for remat in (False, True):
-        layer = jlstm.LSTM(4, return_sequences=True, remat=remat)
-        _, params = layer.init(rng, (None, 5, 3))
-        grads.append(jax.grad(lambda p: jnp.sum(layer.apply(p, x, mask=mask) ** 2))(params))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), *grads)
+        layer = jlstm.LSTM(4, return_sequences=kind != "lstm-last", remat=remat)
+        if kind == "bidirectional":
+            layer = jlstm.Bidirectional(layer)
+        _, params = layer.init(rng, (None, timesteps, 3))
+        loss = lambda p: jnp.sum(layer.apply(p, x, mask=mask) ** 2)  # noqa: E731
+        results.append((layer.apply(params, x, mask=mask), jax.grad(loss)(params)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), *results)
 
 
 @pytest.mark.parametrize("kind", LAYERS)

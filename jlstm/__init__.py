@@ -13,9 +13,9 @@ names and shapes.
 (4, 11, 10)
 """
 
+from jlstm import interop
 from jlstm.activations import get_activation
 from jlstm.cell import lstm_gates, lstm_step
-from jlstm import interop
 from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer

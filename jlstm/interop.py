@@ -80,14 +80,14 @@ def _input_features(params: Params, what: str) -> int:
     raise ValueError(f"{what}: expected params with a 'kernel' to read the input features from")
 
 
-def _name_of(fn: Any, table: dict[str, Any], kind: str, what: str) -> str | None:
+def _name_of(fn: Any, table: dict[str, Any], what: str) -> str | None:
     """The registry name of an activation or initializer given by name or as a callable."""
     if fn is None or isinstance(fn, str):
         return fn
     for name, candidate in table.items():
         if candidate is fn:
             return name
-    raise TypeError(f"{what}: expected a {kind} by name, got the callable {fn!r} with no name")
+    raise TypeError(f"{what}: expected one of {sorted(table)} by name, got the callable {fn!r}")
 
 
 def _leaf_layers(layer: Layer) -> list[Layer]:
@@ -103,12 +103,6 @@ def _leaf_params(layer: Layer, params: Params) -> list[Params]:
     return [leaf for sub, p in zip(layer.sublayers, params) for leaf in _leaf_params(sub, p)]
 
 
-def _chain(pairs: Sequence[tuple[Layer, Params]], name: str | None = None) -> tuple[Layer, Params]:
-    if len(pairs) == 1:
-        return pairs[0]
-    return Sequential([layer for layer, _ in pairs], name=name), tuple(p for _, p in pairs)
-
-
 # ---------------------------------------------------------------------------- Keras
 
 
@@ -118,6 +112,7 @@ def _import_keras() -> Any:
     import keras
 
     return keras
+
 
 _KERAS_TYPES = ("InputLayer", "LSTM", "Bidirectional", "Dense", "Dropout", "Masking")
 
@@ -145,7 +140,9 @@ def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
     """
     keras = _import_keras()
     if isinstance(model_or_layer, keras.Model):
-        return _chain(_keras_model_pairs(model_or_layer, keras), name=model_or_layer.name)
+        pairs = _keras_model_pairs(model_or_layer, keras)
+        layers, params = zip(*pairs)
+        return Sequential(layers, name=model_or_layer.name), tuple(params)
     if isinstance(model_or_layer, keras.layers.Layer):
         if type(model_or_layer) is keras.layers.InputLayer:
             raise TypeError("from_keras: an InputLayer alone has no jlstm equivalent")
@@ -157,12 +154,15 @@ def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
 
 def _keras_model_pairs(model: Any, keras: Any) -> list[tuple[Layer, Params]]:
     what = f"from_keras: model '{model.name}'"
+    functional = type(model).__name__ == "Functional"
+    if not functional and not isinstance(model, keras.Sequential):
+        raise TypeError(f"{what}: expected a Sequential or functional model, got a {type(model).__name__}")
     if not model.built:
         raise ValueError(f"{what}: expected a built model (give it an Input or call it once)")
     layers = [kl for kl in model.layers if type(kl) is not keras.layers.InputLayer]
     if not layers:
         raise ValueError(f"{what}: expected at least one layer besides the InputLayer")
-    if not isinstance(model, keras.Sequential):
+    if functional:
         _check_keras_chain(model, layers, what)
     pairs = []
     for kl in layers:
@@ -316,10 +316,10 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
     >>> to_keras(layer, params).count_params()
     180
     """
-    keras = _import_keras()
-    what = f"to_keras: {layer.type_name}"
     if not isinstance(layer, Layer):
         raise TypeError(f"to_keras: expected a jlstm layer, got {type(layer).__name__}")
+    keras = _import_keras()
+    what = f"to_keras: {layer.type_name}"
     features = _input_features(params, what)
     _check_params(layer, params, features, what)
     leaves = list(zip(_leaf_layers(layer), _leaf_params(layer, params)))
@@ -336,9 +336,9 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
 
 def _keras_lstm(layer: Layer, keras: Any) -> Any:
     cfg, what = layer.config, f"to_keras: LSTM {layer.name or ''}".rstrip()
-    names = {key: _name_of(cfg[key], ACTIVATIONS, "activation", f"{what} {key}")
+    names = {key: _name_of(cfg[key], ACTIVATIONS, f"{what} {key}")
              for key in ("activation", "recurrent_activation")}
-    names |= {key: _name_of(cfg[key], INITIALIZERS, "initializer", f"{what} {key}")
+    names |= {key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
               for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer")}
     same = ("units", "return_sequences", "return_state", "go_backwards", "use_bias",
             "unit_forget_bias", "dropout", "recurrent_dropout", "name")
@@ -357,10 +357,10 @@ def _to_keras_layer(layer: Layer, keras: Any) -> Any:
         )
     if layer.type_name == "Dense":
         return keras.layers.Dense(
-            cfg["units"], _name_of(cfg["activation"], ACTIVATIONS, "activation", what),
+            cfg["units"], _name_of(cfg["activation"], ACTIVATIONS, f"{what} activation"),
             use_bias=cfg["use_bias"], name=layer.name,
-            kernel_initializer=_name_of(cfg["kernel_initializer"], INITIALIZERS, "initializer", what),
-            bias_initializer=_name_of(cfg["bias_initializer"], INITIALIZERS, "initializer", what),
+            kernel_initializer=_name_of(cfg["kernel_initializer"], INITIALIZERS, f"{what} kernel_initializer"),
+            bias_initializer=_name_of(cfg["bias_initializer"], INITIALIZERS, f"{what} bias_initializer"),
         )
     if layer.type_name == "Dropout":
         return keras.layers.Dropout(cfg["rate"], name=layer.name)
@@ -402,7 +402,8 @@ def _torch_stack(cfg: _TorchConfig) -> Layer:
 
 
 def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig, list[tuple[int, str, Path]]]:
-    """The nn.LSTM a jlstm layer stands for, and (k, suffix, params path) per direction.
+    """The nn.LSTM a jlstm layer stands for, and per direction (k, suffix, path), with
+    path into the list of leaf params (`_leaf_params`).
 
     The one description of the layout that both `from_torch` and `to_torch` use.
     """
@@ -411,7 +412,8 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
     rates = {sub.config["rate"] for sub in leaves if sub.type_name == "Dropout"}
     # torch drops out between every two layers or none: L, D, L, D, L or L, L, L.
     lstm_kinds = kinds[0::2] if rates else kinds
-    if "Dropout" in lstm_kinds or len(rates) > 1 or (rates and (len(kinds) % 2 == 0 or set(kinds[1::2]) != {"Dropout"})):
+    alternating = len(kinds) % 2 == 1 and set(kinds[1::2]) == {"Dropout"}
+    if "Dropout" in lstm_kinds or len(rates) > 1 or (rates and not alternating):
         raise ValueError(
             f"{what}: expected LSTM or Bidirectional layers, with Dropout layers of one rate "
             f"between every two of them or none, got {kinds}"
@@ -443,12 +445,11 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
         bidirectional=len(specs[0]) == 2,
     )
     slots = []
-    for k, (i, sub) in enumerate(lstms):
-        prefix = (i,) if layer.type_name == "Sequential" else ()
+    for k, (i, _) in enumerate(lstms):
         if config.bidirectional:
-            slots += [(k, "", prefix + ("forward",)), (k, "_reverse", prefix + ("backward",))]
+            slots += [(k, "", (i, "forward")), (k, "_reverse", (i, "backward"))]
         else:
-            slots.append((k, "", prefix))
+            slots.append((k, "", (i,)))
     return config, slots
 
 
@@ -497,14 +498,14 @@ def from_torch(module: Any) -> tuple[Layer, Params]:
                           module.bias, float(module.dropout), module.bidirectional)
     layer = _torch_stack(config)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    params = _abstract_params(layer, config.input_size)
-    for k, suffix, path in _torch_slots(layer, params, "from_torch")[1]:
+    leaves = tuple(_leaf_params(layer, _abstract_params(layer, config.input_size)))
+    for k, suffix, path in _torch_slots(layer, leaves[0], "from_torch")[1]:
         names = _torch_names(k, suffix)
         direction = {"kernel": state[names["kernel"]].T, "recurrent_kernel": state[names["recurrent_kernel"]].T}
         if config.bias:
             direction["bias"] = state[names["bias"]] + state[names["bias_hh"]]
-        params = _replace(params, path, jax.tree_util.tree_map(jnp.asarray, direction))
-    return layer, params
+        leaves = _replace(leaves, path, jax.tree_util.tree_map(jnp.asarray, direction))
+    return layer, (leaves if layer.type_name == "Sequential" else leaves[0])
 
 
 def to_torch(layer: Layer, params: Params) -> Any:
@@ -530,10 +531,11 @@ def to_torch(layer: Layer, params: Params) -> Any:
     config, slots = _torch_slots(layer, params, what)
     _check_params(layer, params, config.input_size, what)
     module = torch.nn.LSTM(**config._asdict(), batch_first=True)
+    leaves = _leaf_params(layer, params)
+    as_tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
     state = {}
     for k, suffix, path in slots:
-        names, direction = _torch_names(k, suffix), _get(params, path)
-        as_tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
+        names, direction = _torch_names(k, suffix), _get(leaves, path)
         state[names["kernel"]] = as_tensor(direction["kernel"]).T
         state[names["recurrent_kernel"]] = as_tensor(direction["recurrent_kernel"]).T
         if config.bias:

@@ -203,6 +203,14 @@ def test_from_keras_rejects_a_model_that_is_not_a_chain():
     branched = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
     with pytest.raises(ValueError, match="expected a chain of layers"):
         interop.from_keras(branched)
+    class Subclassed(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="expected a Sequential or functional model, got a Subclassed"):
+        interop.from_keras(Subclassed())
+    one = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U)])
+    assert interop.from_keras(one)[0].type_name == "Sequential"  # a model stays a model
     gru = keras.Sequential([keras.Input((T, F)), keras.layers.GRU(U)])
     with pytest.raises(TypeError, match="GRU"):
         interop.from_keras(gru)
@@ -211,7 +219,7 @@ def test_from_keras_rejects_a_model_that_is_not_a_chain():
 def test_to_keras_rejects_what_keras_cannot_name():
     layer = jlstm.LSTM(U, activation=lambda x: x)
     _, params = layer.init(jax.random.key(0), (None, T, F))
-    with pytest.raises(TypeError, match="expected a activation by name, got the callable"):
+    with pytest.raises(TypeError, match=r"LSTM activation: expected one of \[.*'tanh'\] by name, got the callable"):
         interop.to_keras(layer, params)
     good = jlstm.LSTM(U)
     with pytest.raises(ValueError, match=r"expected params\['recurrent_kernel'\] of shape \(5, 20\), got \(4, 20\)"):
@@ -278,8 +286,10 @@ def test_from_torch_rejects_unsupported():
         lambda: jlstm.LSTM(U, return_sequences=True, use_bias=False),
         lambda: jlstm.Sequential([jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)), jlstm.Dropout(0.1),
                                   jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True))]),
+        lambda: jlstm.Sequential([jlstm.LSTM(U, return_sequences=True),
+                                  jlstm.Sequential([jlstm.LSTM(U, return_sequences=True)])]),
     ],
-    ids=["lstm", "bi-stack"],
+    ids=["lstm", "bi-stack", "nested"],
 )
 def test_to_torch_round_trip(make):
     layer = make()
@@ -291,7 +301,8 @@ def test_to_torch_round_trip(make):
     close(layer.apply(params, x), torch_out(module.eval(), x))
     back, back_params = interop.from_torch(module)
     assert back.type_name == layer.type_name
-    jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, params)
+    flat = tuple(interop._leaf_params(layer, params)) if layer.type_name == "Sequential" else params
+    jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, flat)
 
 
 def test_to_torch_last_state_is_h_n():

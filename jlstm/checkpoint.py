@@ -239,7 +239,7 @@ def _restore_like(tree: Any, like: Any, where: str) -> Any:
         same_kind = isinstance(tree, list) if isinstance(like, list) else isinstance(tree, tuple)
         if not same_kind or len(tree) != len(like):
             raise mismatch
-        values = [_restore_like(t, l, f"{where}[{i}]") for i, (t, l) in enumerate(zip(tree, like))]
+        values = [_restore_like(t, w, f"{where}[{i}]") for i, (t, w) in enumerate(zip(tree, like))]
         if hasattr(like, "_fields"):  # a NamedTuple, stored as a plain tuple
             return type(like)(*values)
         return type(like)(values)

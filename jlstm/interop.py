@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,8 @@ from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking, Params
 
 Path = tuple[Any, ...]
 
-__all__ = ["FlaxLayer", "from_flax", "from_keras", "from_torch", "to_keras", "to_torch"]
+# FlaxLayer is made on first access, by __getattr__.
+__all__ = ["FlaxLayer", "from_flax", "from_keras", "from_torch", "to_keras", "to_torch"]  # noqa: F822
 
 
 # ---------------------------------------------------------------------------- shared
@@ -200,7 +201,8 @@ def _keras_activation(value: Any, what: str) -> str:
     if isinstance(value, str) and value in ACTIVATIONS:
         return value
     if isinstance(value, dict):  # a serialised function (its name in "config") or lambda
-        value = value["config"] if isinstance(value.get("config"), str) else value.get("class_name", "<lambda>")
+        name = value.get("config")
+        value = name if isinstance(name, str) else value.get("class_name", "<lambda>")
     raise ValueError(
         f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or "
         f"unsupported {value!r}"
@@ -359,8 +361,8 @@ def _to_keras_layer(layer: Layer, keras: Any) -> Any:
         return keras.layers.Dense(
             cfg["units"], _name_of(cfg["activation"], ACTIVATIONS, f"{what} activation"),
             use_bias=cfg["use_bias"], name=layer.name,
-            kernel_initializer=_name_of(cfg["kernel_initializer"], INITIALIZERS, f"{what} kernel_initializer"),
-            bias_initializer=_name_of(cfg["bias_initializer"], INITIALIZERS, f"{what} bias_initializer"),
+            **{key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
+               for key in ("kernel_initializer", "bias_initializer")},
         )
     if layer.type_name == "Dropout":
         return keras.layers.Dropout(cfg["rate"], name=layer.name)
@@ -423,14 +425,18 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
     for i, sub in lstms:
         if sub.type_name == "Bidirectional":
             if sub.config["merge_mode"] != "concat":
-                raise ValueError(f"{what}: layer {i}: expected merge_mode='concat', got {sub.config['merge_mode']!r}")
+                raise ValueError(
+                    f"{what}: layer {i}: expected merge_mode='concat', got {sub.config['merge_mode']!r}"
+                )
             fwd, bwd = sub.config["layer"].config, sub.config["backward_layer"]
             bwd = {**fwd, "go_backwards": True} if bwd is None else bwd.config
             specs.append([(fwd, False), (bwd, True)])
         elif sub.type_name == "LSTM":
             specs.append([(sub.config, False)])
         else:
-            raise TypeError(f"{what}: layer {i}: nn.LSTM has no {sub.type_name}; expected LSTM or Bidirectional")
+            raise TypeError(
+                f"{what}: layer {i}: nn.LSTM has no {sub.type_name}; expected LSTM or Bidirectional"
+            )
     directions = [cfg for spec in specs for cfg, _ in spec]
     for cfg, go_backwards in (d for spec in specs for d in spec):
         _check_torch_lstm(cfg, go_backwards, directions[0], what)
@@ -501,7 +507,7 @@ def from_torch(module: Any) -> tuple[Layer, Params]:
     leaves = tuple(_leaf_params(layer, _abstract_params(layer, config.input_size)))
     for k, suffix, path in _torch_slots(layer, leaves[0], "from_torch")[1]:
         names = _torch_names(k, suffix)
-        direction = {"kernel": state[names["kernel"]].T, "recurrent_kernel": state[names["recurrent_kernel"]].T}
+        direction = {key: state[names[key]].T for key in ("kernel", "recurrent_kernel")}
         if config.bias:
             direction["bias"] = state[names["bias"]] + state[names["bias_hh"]]
         leaves = _replace(leaves, path, jax.tree_util.tree_map(jnp.asarray, direction))
@@ -574,13 +580,16 @@ def from_flax(module: Any, params: Params) -> tuple[Layer, Params]:
     """
     import flax.linen as nn
 
-    if isinstance(params, dict) and set(params) == {"params"}:
+    if isinstance(params, Mapping) and set(params) == {"params"}:
         params = params["params"]
     if type(module) is nn.Bidirectional:
         from flax.linen.recurrent import _concatenate
 
         if module.merge_fn is not _concatenate:
-            raise ValueError(f"from_flax: Bidirectional: expected the default concatenating merge_fn, got {module.merge_fn!r}")
+            raise ValueError(
+                f"from_flax: Bidirectional: expected the default concatenating merge_fn, "
+                f"got {module.merge_fn!r}"
+            )
         _expect_keys(params, ("forward_rnn", "backward_rnn"), "from_flax: Bidirectional")
         fwd, p_fwd = _from_flax_rnn(module.forward_rnn, params["forward_rnn"], nn, reverse=False)
         bwd, p_bwd = _from_flax_rnn(module.backward_rnn, params["backward_rnn"], nn, reverse=True)
@@ -621,8 +630,8 @@ def _from_flax_cell(cell: Any, params: Any, nn: Any, **kwargs: Any) -> tuple[Lay
         kernel_initializer=cell.kernel_init, recurrent_initializer=cell.recurrent_kernel_init,
         bias_initializer=cell.bias_init, unit_forget_bias=False, **kwargs,
     )
-    out = {"kernel": gather("i", "kernel"), "recurrent_kernel": gather("h", "kernel"), "bias": gather("h", "bias")}
-    return layer, out
+    return layer, {"kernel": gather("i", "kernel"), "recurrent_kernel": gather("h", "kernel"),
+                   "bias": gather("h", "bias")}
 
 
 def _flax_layer_class() -> type:

@@ -179,7 +179,8 @@ def test_from_keras_rejects_unsupported():
 
     cases = [
         (built(keras.layers.GRU(U)), TypeError, r"GRU 'gru.*': unsupported layer; expected one of"),
-        (built(keras.layers.Bidirectional(keras.layers.GRU(U))), TypeError, "expected an LSTM as forward_layer, got GRU"),
+        (built(keras.layers.Bidirectional(keras.layers.GRU(U))), TypeError,
+         "expected an LSTM as forward_layer, got GRU"),
         (built_with_batch(keras.layers.LSTM(U, stateful=True)), ValueError, "stateful=True is not supported"),
         (built(keras.layers.LSTM(U, activation=my_activation)), ValueError, "custom or unsupported 'my_activation'"),
         (built(keras.layers.LSTM(U, activation=lambda x: x)), ValueError, "unsupported '<lambda>'"),

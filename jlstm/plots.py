@@ -10,14 +10,16 @@ display needed). Each function writes its file atomically and returns its path.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from jlstm.checkpoint import _write_atomic
 
 PathLike = str | os.PathLike
 History = Mapping[str, Sequence[float]]
@@ -30,17 +32,11 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
 
 
 def _save(fig: Figure, path: PathLike) -> Path:
-    # Drawn to a temporary file next to the target, then renamed: no half-written PNG.
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    # Drawn in memory, then written atomically: no half-written PNG, ever.
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    _write_atomic(os.fspath(path), png.getvalue())
+    return Path(path)
 
 
 def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: str = "") -> Path:

@@ -1,0 +1,195 @@
+"""The tasks behind `jlstm train`: a data set, a model, a training recipe, the test
+metrics and the plots, each a pure function of a `Config`.
+
+>>> cfg = Config(epochs=1, batch_size=64, lr=1e-2, units=8, seed=0)
+>>> result = TASKS["digits"].run(cfg)
+>>> sorted(result.metrics), sorted(result.plots)
+(['test_accuracy', 'test_loss'], ['confusion_matrix.png', 'learning_curves.png'])
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jlstm import datasets, train
+from jlstm.combinators import Bidirectional, Sequential
+from jlstm.layers import LSTM, Dense, Layer, Params
+
+
+def _plots():
+    # matplotlib takes half a second to import; only load it when a plot is drawn.
+    from jlstm import plots
+
+    return plots
+
+
+class Config(NamedTuple):
+    epochs: int
+    batch_size: int
+    lr: float
+    units: int
+    seed: int
+    progress: bool = False
+
+
+class Result(NamedTuple):
+    """A trained model, its held-out metrics, the line that reports them, the histories
+    of its runs, and the plots to draw: file name -> function writing that path."""
+
+    params: Params
+    metrics: dict[str, float]
+    summary: str
+    histories: dict[str, train.History]
+    plots: dict[str, Callable[[Path], Path]]
+
+
+class Task(NamedTuple):
+    run: Callable[[Config], Result]
+    defaults: Config
+    help: str
+
+
+def optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam on a warm-up + cosine schedule peaking at `cfg.lr`, gradients clipped to norm 1."""
+    total = cfg.epochs * steps_per_epoch
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(total // 20, 1), total)
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+
+
+def _fit(model: Layer, cfg: Config, data: Any, train_split: tuple, test_split: tuple,
+         **kwargs: Any) -> tuple[Params, train.History]:
+    _, params = model.init(jax.random.key(cfg.seed), (None, *data.train.x.shape[1:]))
+    steps = math.ceil(len(train_split[0]) / cfg.batch_size)
+    return train.fit(model, params, optimizer(cfg, steps), train_split, test_split,
+                     epochs=cfg.epochs, batch_size=cfg.batch_size,
+                     rng=jax.random.key(cfg.seed + 1), progress=cfg.progress, **kwargs)
+
+
+CLASSIFY = {"loss": train.sparse_categorical_crossentropy, "metrics": {"accuracy": train.accuracy}}
+
+
+def _classifier(cfg: Config) -> Layer:
+    return Sequential([Bidirectional(LSTM(cfg.units)), Dense(10)])
+
+
+def run_digits(cfg: Config) -> Result:
+    """Bidirectional(LSTM) -> Dense on scikit-learn's digits read row by row."""
+    data = datasets.digits(cfg.seed)
+    model = _classifier(cfg)
+    params, history = _fit(model, cfg, data, data.train[:2], data.test[:2], **CLASSIFY)
+    test = train.evaluate(model, params, data.test[:2], **CLASSIFY)
+    predicted = train.predict(model, params, data.test.x).argmax(-1)
+    right, total = int((predicted == data.test.y).sum()), len(data.test.y)
+    return Result(
+        params,
+        {f"test_{k}": v for k, v in test.items()},
+        f"digits: test accuracy {test['accuracy']:.4f} ({right}/{total})",
+        {"digits": history},
+        {
+            "learning_curves.png": lambda p: _plots().learning_curves(
+                {"": history}, p, title="digits: Bidirectional(LSTM) -> Dense"),
+            "confusion_matrix.png": lambda p: _plots().confusion_matrix(
+                data.test.y, predicted, p, title=f"digits test: accuracy {test['accuracy']:.4f}"),
+        },
+    )
+
+
+def _pad_rows(split: datasets.Split, timesteps: int) -> datasets.Split:
+    extra = timesteps - split.x.shape[1]
+    x = np.pad(split.x, ((0, 0), (0, extra), (0, 0)))
+    return datasets.Split(x, split.y, np.pad(split.mask, ((0, 0), (0, extra))))
+
+
+def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
+    """The digits with random trailing rows cut: one model trained with the mask, one
+    on the same zero-padded data without it. Both are also tested on the test set padded
+    to `padded_to` rows, as a batch from a longer bucket would be."""
+    data = datasets.ragged_digits(cfg.seed)
+    longer = _pad_rows(data.test, padded_to)
+    model = _classifier(cfg)
+    runs, metrics = {}, {}
+    for name, masked in (("masked", True), ("unmasked", False)):
+        if cfg.progress:
+            print(f"{name}:")
+        keep = slice(None) if masked else slice(2)  # (x, y, mask) or (x, y)
+        params, history = _fit(model, cfg, data, data.train[keep], data.test[keep], **CLASSIFY)
+        runs[name] = (params, history)
+        metrics[f"{name}_test_accuracy"] = train.evaluate(model, params, data.test[keep], **CLASSIFY)["accuracy"]
+        metrics[f"{name}_padded_test_accuracy"] = train.evaluate(model, params, longer[keep], **CLASSIFY)["accuracy"]
+    m = metrics
+    summary = (
+        f"ragged-digits: test accuracy with mask {m['masked_test_accuracy']:.4f}, "
+        f"without {m['unmasked_test_accuracy']:.4f}; padded to {padded_to} rows: "
+        f"with mask {m['masked_padded_test_accuracy']:.4f}, "
+        f"without {m['unmasked_padded_test_accuracy']:.4f}"
+    )
+    histories = {name: h for name, (_, h) in runs.items()}
+    params = runs["masked"][0]
+    predicted = train.predict(model, params, data.test.x, data.test.mask).argmax(-1)
+    return Result(
+        params, metrics, summary, histories,
+        {
+            "learning_curves.png": lambda p: _plots().learning_curves(
+                histories, p, title="ragged digits: with and without the mask"),
+            "confusion_matrix.png": lambda p: _plots().confusion_matrix(
+                data.test.y, predicted, p,
+                title=f"ragged digits, masked: accuracy {m['masked_test_accuracy']:.4f}"),
+        },
+    )
+
+
+def run_co2(cfg: Config) -> Result:
+    """LSTM -> Dense(12): the next 12 months of Mauna Loa CO2 from the last 36, tested on
+    the held-out last 10 years against the seasonal-naive forecast (last year repeated)."""
+    data = datasets.co2()
+    horizon = data.train.y.shape[1]
+    model = Sequential([LSTM(cfg.units), Dense(horizon)])
+    params, history = _fit(model, cfg, data, data.train[:2], data.test[:2],
+                           loss=train.mean_squared_error, metrics={"mae": train.mean_absolute_error})
+    predicted = data.to_units(train.predict(model, params, data.test.x), data.test_level)
+    truth, baseline = data.test_truth, data.test_baseline
+    metrics = {
+        "test_mae_ppm": float(np.abs(predicted - truth).mean()),
+        "baseline_mae_ppm": float(np.abs(baseline - truth).mean()),
+        "test_rmse_ppm": float(np.sqrt(np.square(predicted - truth).mean())),
+        "baseline_rmse_ppm": float(np.sqrt(np.square(baseline - truth).mean())),
+    }
+    m = metrics
+    summary = (
+        f"co2: test MAE {m['test_mae_ppm']:.3f} ppm vs seasonal naive {m['baseline_mae_ppm']:.3f} ppm "
+        f"(RMSE {m['test_rmse_ppm']:.3f} vs {m['baseline_rmse_ppm']:.3f}), 1-12 months ahead "
+        f"over {data.test_dates[0, 0].astype('datetime64[M]')}..{data.test_dates[-1, -1].astype('datetime64[M]')}"
+    )
+    # Forecasts from every horizon-th origin tile the held-out tail end to end.
+    tiles = np.arange(0, len(truth), horizon)
+    flat = lambda a: a[tiles].reshape(-1)  # noqa: E731
+    context = slice(data.tail_start - 4 * horizon, data.tail_start)
+    return Result(
+        params, metrics, summary, {"co2": history},
+        {
+            "learning_curves.png": lambda p: _plots().learning_curves(
+                {"": history}, p, title="co2: LSTM -> Dense, scaled units"),
+            "forecast.png": lambda p: _plots().forecast(
+                flat(data.test_dates), flat(truth),
+                {f"LSTM (MAE {m['test_mae_ppm']:.2f})": flat(predicted),
+                 f"seasonal naive (MAE {m['baseline_mae_ppm']:.2f})": flat(baseline)},
+                p, context=(data.dates[context], data.series[context]), ylabel="CO2 (ppm)",
+                title="Mauna Loa CO2, held-out tail: consecutive 12-month forecasts"),
+        },
+    )
+
+
+TASKS: Mapping[str, Task] = {
+    "digits": Task(run_digits, Config(epochs=60, batch_size=32, lr=1e-2, units=128, seed=0),
+                   "scikit-learn digits, rows as timesteps (accuracy)"),
+    "ragged-digits": Task(run_ragged_digits, Config(epochs=30, batch_size=32, lr=1e-2, units=128, seed=0),
+                          "digits with trailing rows cut, with vs without the mask"),
+    "co2": Task(run_co2, Config(epochs=200, batch_size=32, lr=1e-2, units=64, seed=0),
+                "Mauna Loa CO2 12-month forecast vs seasonal naive (MAE, ppm)"),
+}

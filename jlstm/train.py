@@ -191,40 +191,48 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(devices), (BATCH_AXIS,))
 
 
+def _check_inputs(x: Any, mask: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(
+            f"{what}: expected x of rank 3 (batch > 0, timesteps, features), got shape {x.shape}"
+        )
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != x.shape[:2]:
+            raise ValueError(f"{what}: expected mask of shape {x.shape[:2]}, got {mask.shape}")
+        mask = mask.astype(bool)
+    return x, mask
+
+
 def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         got = f"{type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list)) \
             else type(data).__name__
         raise TypeError(f"{what}: expected (x, y) or (x, y, mask), got {got}")
     x, y, mask = (*data, None)[:3]
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 3:
-        raise ValueError(f"{what}: expected x of rank 3 (batch, timesteps, features), got shape {x.shape}")
+    x, mask = _check_inputs(x, mask, what)
+    y = np.asarray(y)
     if y.ndim < 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{what}: expected y with {x.shape[0]} rows (as x), got shape {y.shape}")
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != x.shape[:2]:
-            raise ValueError(f"{what}: expected mask of shape {x.shape[:2]}, got {mask.shape}")
-        mask = mask.astype(bool)
-    if x.shape[0] == 0:
-        raise ValueError(f"{what}: expected at least one example, got 0")
     return x, y, mask
 
 
 def _padded_batches(
-    data: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    arrays: tuple[np.ndarray | None, ...],
     batch_size: int,
+    rows: int,
     order: np.ndarray,
-) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
-    """(count, (x, y, mask, weight)) with every batch padded to `batch_size` rows of
-    weight 0, so that one compiled step serves all batches and a mesh divides them."""
+) -> Iterator[tuple[int, tuple[np.ndarray | None, ...]]]:
+    """(count, (*arrays, weight)): `batch_size` examples in `order`, padded to `rows` rows
+    of weight 0, so that one compiled step serves every batch, a mesh divides them, and
+    the batches hold the same examples whatever the number of devices."""
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        pad = batch_size - len(idx)
-        rows = np.concatenate([idx, np.zeros(pad, idx.dtype)])
+        pad = rows - len(idx)
+        take = np.concatenate([idx, np.zeros(pad, idx.dtype)])
         weight = np.concatenate([np.ones(len(idx), np.float32), np.zeros(pad, np.float32)])
-        yield len(idx), tuple(None if a is None else a[rows] for a in data) + (weight,)
+        yield len(idx), tuple(None if a is None else a[take] for a in arrays) + (weight,)
 
 
 def _shard(arrays: tuple[np.ndarray | None, ...], mesh: Mesh) -> tuple[jax.Array | None, ...]:
@@ -241,8 +249,7 @@ def _replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def _device_batch_size(batch_size: int, mesh: Mesh) -> int:
-    # Round up to a multiple of the device count; the extra rows carry weight 0.
+def _padded_size(batch_size: int, mesh: Mesh) -> int:
     return math.ceil(batch_size / mesh.size) * mesh.size
 
 
@@ -274,18 +281,20 @@ def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
     batch_size = _checks.positive_int(batch_size, "evaluate batch_size")
     mesh = data_mesh() if mesh is None else mesh
     params = _replicate(params, mesh)
-    size = _device_batch_size(min(batch_size, len(data[0])), mesh)
+    batch_size = min(batch_size, len(data[0]))
     sums: dict[str, jax.Array] = {}
-    for count, batch in _padded_batches(data, size, np.arange(len(data[0]))):
+    batches = _padded_batches(data, batch_size, _padded_size(batch_size, mesh), np.arange(len(data[0])))
+    for count, batch in batches:
         means = eval_step(params, *_shard(batch, mesh))
         sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
     return {k: float(v) / len(data[0]) for k, v in sums.items()}
 
 
 def predict(
-    layer: Layer, params: Params, x: Any, mask: Any = None, *, batch_size: int = 256
+    layer: Layer, params: Params, x: Any, mask: Any = None, *, batch_size: int = 256,
+    mesh: Mesh | None = None,
 ) -> np.ndarray:
-    """The layer's outputs for all of `x`, in batches, as a numpy array.
+    """The layer's outputs for all of `x` (inference mode), in batches, as a numpy array.
 
     >>> import jax, numpy as np
     >>> import jlstm
@@ -294,14 +303,14 @@ def predict(
     >>> predict(model, params, np.ones((5, 4, 2), np.float32)).shape
     (5, 2)
     """
-    batch_size = _checks.positive_int(batch_size, "predict batch_size")
-    apply = jax.jit(layer.apply)
-    x = np.asarray(x)
-    mask = None if mask is None else np.asarray(mask, bool)
+    x, mask = _check_inputs(x, mask, "predict")
+    batch_size = min(_checks.positive_int(batch_size, "predict batch_size"), len(x))
+    mesh = data_mesh() if mesh is None else mesh
+    apply = jax.jit(lambda params, x, mask: layer.apply(params, x, mask=mask))
+    params = _replicate(params, mesh)
+    batches = _padded_batches((x, mask), batch_size, _padded_size(batch_size, mesh), np.arange(len(x)))
     return np.concatenate([
-        np.asarray(apply(params, x[i:i + batch_size],
-                         mask=None if mask is None else mask[i:i + batch_size]))
-        for i in range(0, len(x), batch_size)
+        np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches
     ])
 
 
@@ -351,15 +360,16 @@ def fit(
     params = _replicate(params, mesh)
     opt_state = _replicate(optimizer.init(params), mesh)
     n = len(train[0])
-    size = _device_batch_size(min(batch_size, n), mesh)
+    batch_size = min(batch_size, n)
+    rows = _padded_size(batch_size, mesh)
     history: History = {}
     for epoch in range(epochs):
         rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
         order = np.asarray(jax.random.permutation(shuffle_key, n))
         sums: dict[str, jax.Array] = {}
-        with tqdm(total=math.ceil(n / size), desc=f"epoch {epoch + 1}/{epochs}",
+        with tqdm(total=math.ceil(n / batch_size), desc=f"epoch {epoch + 1}/{epochs}",
                   disable=not progress, leave=True, dynamic_ncols=True) as bar:
-            for i, (count, batch) in enumerate(_padded_batches(train, size, order)):
+            for i, (count, batch) in enumerate(_padded_batches(train, batch_size, rows, order)):
                 key = jax.random.fold_in(dropout_key, i) if dropout else None
                 params, opt_state, means = step(params, opt_state, *_shard(batch, mesh), rng=key)
                 sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}

@@ -106,6 +106,35 @@ def Bidirectional(
         outs = out if merge_mode is None else [out]
         return outs + fwd_shape[1:] + bwd_shape[1:], params
 
+    @jax.jit  # one dispatch for the whole layer once the inputs are checked
+    def compute(params, x, mask, h0s, c0s, key):
+        if specs[0] == specs[1]:
+            result = run_lstm_directions(
+                specs[0], [params["forward"], params["backward"]], x, mask, h0s, c0s,
+                reverse=reverse, return_sequences=return_sequences,
+                zero_output_for_mask=return_sequences, dropout_rng=key,
+            )
+            pick = [(result, 0), (result, 1)]
+        else:
+            pick = [
+                (run_lstm_directions(
+                    spec, [params[role]], x, mask, *_direction_states(h0s, c0s, d), reverse=(reverse[d],),
+                    return_sequences=return_sequences, zero_output_for_mask=return_sequences,
+                    dropout_rng=None if key is None else jax.random.fold_in(key, d),
+                ), 0)
+                for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
+            ]
+        (res_f, i_f), (res_b, i_b) = pick
+        if return_sequences:
+            y, y_rev = res_f.sequences[i_f], jnp.flip(res_b.sequences[i_b], axis=1)
+        else:
+            y, y_rev = res_f.h[i_f], res_b.h[i_b]
+        output = _merge(y, y_rev, merge_mode)
+        if not return_state:
+            return output
+        states = (res_f.h[i_f], res_f.c[i_f], res_b.h[i_b], res_b.c[i_b])
+        return (output + states) if merge_mode is None else (output,) + states
+
     def apply(
         params: Params,
         inputs: Any,
@@ -120,39 +149,16 @@ def Bidirectional(
         directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
         x, mask, (h0s, c0s) = prepare_lstm_call(directions, inputs, mask, lengths, initial_state, what)
         keys = [dropout_rng(spec, training, rng, what) for spec in specs]
-        key = keys[1] if keys[0] is None else keys[0]
-        if specs[0] == specs[1]:
-            results = [run_lstm_directions(
-                specs[0], [params["forward"], params["backward"]], x, mask, h0s, c0s,
-                reverse=reverse, return_sequences=return_sequences,
-                zero_output_for_mask=return_sequences, dropout_rng=key,
-            )]
-            pick = [(results[0], 0), (results[0], 1)]
-        else:
-            results = [
-                run_lstm_directions(
-                    spec, [params[role]], x, mask, [h0s[d]], [c0s[d]], reverse=(reverse[d],),
-                    return_sequences=return_sequences, zero_output_for_mask=return_sequences,
-                    dropout_rng=None if key is None else jax.random.fold_in(key, d),
-                )
-                for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
-            ]
-            pick = [(results[0], 0), (results[1], 0)]
-        (res_f, i_f), (res_b, i_b) = pick
-        if return_sequences:
-            y, y_rev = res_f.sequences[i_f], jnp.flip(res_b.sequences[i_b], axis=1)
-        else:
-            y, y_rev = res_f.h[i_f], res_b.h[i_b]
-        output = _merge(y, y_rev, merge_mode)
-        if not return_state:
-            return output
-        states = (res_f.h[i_f], res_f.c[i_f], res_b.h[i_b], res_b.c[i_b])
-        return (output + states) if merge_mode is None else (output,) + states
+        return compute(params, x, mask, h0s, c0s, keys[1] if keys[0] is None else keys[0])
 
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
     sublayers = (layer,) if backward_layer is None else (layer, backward_layer)
     return Layer(init, apply, "Bidirectional", name, config, sublayers)
+
+
+def _direction_states(h0s, c0s, d):
+    return (None, None) if h0s is None else ([h0s[d]], [c0s[d]])
 
 
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:

@@ -110,6 +110,15 @@ def LSTM(
             return [out, (batch, u), (batch, u)], params
         return out, params
 
+    @jax.jit  # one dispatch for the whole layer once the inputs are checked
+    def compute(params, x, mask, h0, c0, key):
+        result = run_lstm_directions(
+            spec, [params], x, mask, h0, c0, reverse=(go_backwards,),
+            return_sequences=return_sequences, zero_output_for_mask=False, dropout_rng=key,
+        )
+        out = result.sequences[0] if return_sequences else result.h[0]
+        return (out, result.h[0], result.c[0]) if return_state else out
+
     def apply(
         params: Params,
         inputs: Any,
@@ -123,13 +132,7 @@ def LSTM(
         x, mask, (h0, c0) = prepare_lstm_call(
             [(spec, params)], inputs, mask, lengths, initial_state, what
         )
-        result = run_lstm_directions(
-            spec, [params], x, mask, h0, c0, reverse=(go_backwards,),
-            return_sequences=return_sequences, zero_output_for_mask=False,
-            dropout_rng=dropout_rng(spec, training, rng, what),
-        )
-        out = result.sequences[0] if return_sequences else result.h[0]
-        return (out, result.h[0], result.c[0]) if return_state else out
+        return compute(params, x, mask, h0, c0, dropout_rng(spec, training, rng, what))
 
     return Layer(init, apply, "LSTM", name, config)
 
@@ -206,7 +209,7 @@ def prepare_lstm_call(
     what: str,
 ) -> tuple[jax.Array, jax.Array | None, tuple[list[jax.Array], list[jax.Array]]]:
     """Checks params, inputs, mask and initial state of an LSTM call with one or more
-    directions; returns the inputs, the bool mask and per-direction (h0s, c0s)."""
+    directions; returns the inputs, the bool mask and per-direction (h0s, c0s) or Nones."""
     for spec, params in directions:
         _checks.param_tree(params, lstm_param_shapes(spec, None), what)
     features = directions[0][1]["kernel"].shape[0]
@@ -215,13 +218,11 @@ def prepare_lstm_call(
     mask = _checks.sequence_mask(mask, lengths, batch, timesteps, what)
     units = [spec.units for spec, _ in directions]
     if initial_state is None:
-        h0s = [jnp.zeros((batch, u), x.dtype) for u in units]
-        c0s = list(h0s)
-    else:
-        flat = _checks.states(
-            initial_state, 2 * len(units), batch, [u for u in units for _ in (0, 1)], x.dtype, what
-        )
-        h0s, c0s = flat[0::2], flat[1::2]
+        return x, mask, (None, None)  # zeros, made inside the jitted scan
+    flat = _checks.states(
+        initial_state, 2 * len(units), batch, [u for u in units for _ in (0, 1)], x.dtype, what
+    )
+    h0s, c0s = flat[0::2], flat[1::2]
     return x, mask, (h0s, c0s)
 
 
@@ -230,30 +231,28 @@ def run_lstm_directions(
     params: Sequence[Params],
     x: jax.Array,
     mask: jax.Array | None,
-    h0s: Sequence[jax.Array],
-    c0s: Sequence[jax.Array],
+    h0s: Sequence[jax.Array] | None,
+    c0s: Sequence[jax.Array] | None,
     *,
     reverse: tuple[bool, ...],
     return_sequences: bool,
     zero_output_for_mask: bool,
     dropout_rng: jax.Array | None = None,
 ):
-    """Stacks the directions' params and runs them in one scan (they share `spec`)."""
-    stack = lambda key: jnp.stack([p[key] for p in params]).astype(x.dtype)  # noqa: E731
+    """Runs the directions' params in one scan (they share `spec`)."""
     input_dropout = recurrent_dropout = None
     if dropout_rng is not None:
         batch, _, features = x.shape
         keys = jax.random.split(dropout_rng, len(params))
         masks = [dropout_masks(spec, key, batch, features, x.dtype) for key in keys]
-        input_dropout = jnp.stack([m[0] for m in masks]) if spec.dropout else None
-        recurrent_dropout = jnp.stack([m[1] for m in masks]) if spec.recurrent_dropout else None
+        input_dropout = tuple(m[0] for m in masks) if spec.dropout else None
+        recurrent_dropout = tuple(m[1] for m in masks) if spec.recurrent_dropout else None
     return lstm_scan(
         x,
-        stack("kernel"),
-        stack("recurrent_kernel"),
-        stack("bias") if spec.use_bias else None,
-        jnp.stack(h0s),
-        jnp.stack(c0s),
+        tuple(p["kernel"] for p in params),
+        tuple(p["recurrent_kernel"] for p in params),
+        tuple(p["bias"] for p in params) if spec.use_bias else None,
+        None if h0s is None else tuple(zip(h0s, c0s)),
         mask,
         input_dropout,
         recurrent_dropout,

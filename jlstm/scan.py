@@ -212,14 +212,13 @@ def _run_in_chunks(xs, keep, *weights_and_states, statics, return_sequences):
 )
 def lstm_scan(
     x: jax.Array,
-    kernels: jax.Array,
-    recurrent_kernels: jax.Array,
-    biases: jax.Array | None,
-    h0: jax.Array,
-    c0: jax.Array,
+    kernels: tuple[jax.Array, ...],
+    recurrent_kernels: tuple[jax.Array, ...],
+    biases: tuple[jax.Array, ...] | None,
+    initial_states: tuple[tuple[jax.Array, jax.Array], ...] | None,
     mask: jax.Array | None,
-    input_dropout: jax.Array | None = None,
-    recurrent_dropout: jax.Array | None = None,
+    input_dropout: tuple[jax.Array, ...] | None = None,
+    recurrent_dropout: tuple[jax.Array, ...] | None = None,
     *,
     reverse: tuple[bool, ...],
     activation: Activation,
@@ -231,19 +230,26 @@ def lstm_scan(
 ) -> ScanResult:
     """Runs D LSTM directions over `x` (B, T, F) in one scan, with Keras 3 semantics.
 
-    kernels (D, F, 4U), recurrent_kernels (D, U, 4U), biases (D, 4U) or None, h0 and c0
-    (D, B, U), mask (B, T) bool or None. Direction d reads time backwards when
-    `reverse[d]`, and returns its sequence in that processing order (Keras's
-    go_backwards). At a masked step the state is kept and the output is the previous h,
-    or zeros with `zero_output_for_mask`. Dropout masks, already scaled, are
-    input_dropout (D, G, B, F) with G = 1 or 4 gates, and recurrent_dropout (D, 4, B, U).
-    With `remat` the backward pass recomputes chunks of about sqrt(T) steps instead of
-    storing every step's gates.
+    Per direction: kernels (F, 4U), recurrent_kernels (U, 4U), biases (4U,) or None,
+    initial_states (h0, c0) of (B, U) each or None for zeros; mask (B, T) bool or None.
+    Direction d reads time backwards when `reverse[d]`, and returns its sequence in that
+    processing order (Keras's go_backwards). At a masked step the state is kept and the
+    output is the previous h, or zeros with `zero_output_for_mask`. Dropout masks, already
+    scaled, are input_dropout (G, B, F) with G = 1 or 4 gates, and recurrent_dropout
+    (4, B, U). With `remat` the backward pass recomputes chunks of about sqrt(T) steps
+    instead of storing every step's gates.
     """
     statics = _Statics(activation, recurrent_activation, zero_output_for_mask, unroll)
+    stack = lambda arrays: None if arrays is None else jnp.stack(arrays).astype(x.dtype)  # noqa: E731
+    batch, units = x.shape[0], recurrent_kernels[0].shape[0]
+    if initial_states is None:
+        h0 = c0 = jnp.zeros((len(reverse), batch, units), x.dtype)
+    else:
+        h0, c0 = (stack([state[i] for state in initial_states]) for i in (0, 1))
     xs = tuple(_time_major(x, r) for r in reverse)
     keep = None if mask is None else jnp.stack([_time_major(mask, r) for r in reverse], 1)[..., None]
-    args = (kernels, biases, input_dropout, recurrent_kernels, recurrent_dropout, h0, c0)
+    args = (stack(kernels), stack(biases), stack(input_dropout), stack(recurrent_kernels),
+            stack(recurrent_dropout), h0, c0)
     if remat:
         hs, h, c = _run_in_chunks(xs, keep, *args, statics=statics, return_sequences=return_sequences)
     else:

@@ -26,6 +26,17 @@ def one_of(value: Any, choices: Sequence[Any], what: str) -> Any:
     return value
 
 
+def named(value: Any, registry: Mapping[str, Any], what: str, callable_form: str) -> Any:
+    """A callable as is, or the registry's entry for a name; else a ValueError listing the names."""
+    if callable(value):
+        return value
+    if isinstance(value, str) and value in registry:
+        return registry[value]
+    raise ValueError(
+        f"Unknown {what}: expected one of {sorted(registry)} or a callable {callable_form}, got {value!r}"
+    )
+
+
 def rate(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{what}: expected a float in [0, 1), got {value!r}")

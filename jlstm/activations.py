@@ -12,6 +12,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jlstm import _checks
+
 Activation = Callable[[jax.Array], jax.Array]
 
 
@@ -47,11 +49,4 @@ def get_activation(activation: str | Activation | None) -> Activation:
     """Returns the activation named by Keras's name, a callable as is, or linear for None."""
     if activation is None:
         return _linear
-    if callable(activation):
-        return activation
-    if isinstance(activation, str) and activation in ACTIVATIONS:
-        return ACTIVATIONS[activation]
-    raise ValueError(
-        f"Unknown activation: expected one of {sorted(ACTIVATIONS)} or a callable, "
-        f"got {activation!r}"
-    )
+    return _checks.named(activation, ACTIVATIONS, "activation", "x -> y")

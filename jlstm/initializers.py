@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
+from jlstm import _checks
+
 Initializer = Callable[..., jax.Array]
 
 INITIALIZERS: dict[str, Initializer] = {
@@ -49,11 +51,4 @@ INITIALIZERS["random_uniform"] = _shift_uniform(INITIALIZERS["random_uniform"])
 
 def get_initializer(initializer: str | Initializer) -> Initializer:
     """Returns the initializer `(key, shape, dtype=float32) -> array` for a Keras name or callable."""
-    if callable(initializer):
-        return initializer
-    if isinstance(initializer, str) and initializer in INITIALIZERS:
-        return INITIALIZERS[initializer]
-    raise ValueError(
-        f"Unknown initializer: expected one of {sorted(INITIALIZERS)} or a callable "
-        f"(key, shape, dtype) -> array, got {initializer!r}"
-    )
+    return _checks.named(initializer, INITIALIZERS, "initializer", "(key, shape, dtype) -> array")

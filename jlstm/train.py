@@ -102,11 +102,16 @@ def _weighted_means(
             for name, fn in fns.items()}
 
 
-def _forward(layer: Layer, params: Params, x: jax.Array, mask: jax.Array | None,
-             rng: jax.Array | None, dropout: bool) -> jax.Array:
+def _batch_means(
+    layer: Layer, fns: Metrics, params: Params, x: jax.Array, y: jax.Array,
+    mask: jax.Array | None, weight: jax.Array | None, rng: jax.Array | None = None,
+    dropout: bool = False,
+) -> dict[str, jax.Array]:
     if dropout:
-        return layer.apply(params, x, mask=mask, training=True, rng=rng)
-    return layer.apply(params, x, mask=mask)
+        outputs = layer.apply(params, x, mask=mask, training=True, rng=rng)
+    else:
+        outputs = layer.apply(params, x, mask=mask)
+    return _weighted_means(outputs, y, mask, weight, fns)
 
 
 def make_step(
@@ -139,8 +144,7 @@ def make_step(
     fns = {"loss": loss, **(metrics or {})}
 
     def objective(params, x, y, mask, weight, rng):
-        outputs = _forward(layer, params, x, mask, rng, dropout)
-        means = _weighted_means(outputs, y, mask, weight, fns)
+        means = _batch_means(layer, fns, params, x, y, mask, weight, rng, dropout)
         return means["loss"], means
 
     @jax.jit
@@ -174,7 +178,7 @@ def make_eval_step(
 
     @jax.jit
     def eval_step(params, x, y, mask=None, weight=None):
-        return _weighted_means(layer.apply(params, x, mask=mask), y, mask, weight, fns)
+        return _batch_means(layer, fns, params, x, y, mask, weight)
 
     return eval_step
 

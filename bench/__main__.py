@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 
 from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, lstm_flops  # noqa: E402
 from bench import extras, report  # noqa: E402
-from bench.peers import PEERS, SkipPeer  # noqa: E402
-from bench.timing import time_calls  # noqa: E402
+from bench.peers import PEERS, Contender, SkipPeer  # noqa: E402
+from bench.timing import Timing, seconds, time_round_robin  # noqa: E402
 
 DIRECTIONS = {"uni": False, "bi": True}
 STARTED = time.perf_counter()
@@ -59,24 +59,27 @@ def progress(message: str) -> None:
     print(f"[{time.perf_counter() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def measure(peer: str, x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -> dict[str, Any]:
-    """One row: the forward and training-step timings of `peer` on `x`."""
+def prepare(peer: str, x: np.ndarray, shape: Shape, bidirectional: bool) -> tuple[Contender, tuple[float, float]]:
+    """`peer`'s contender on `x` and the seconds of its first forward and training-step calls."""
     contender = PEERS[peer](x, shape.units, bidirectional)
-    forward = time_calls(contender.forward, repeats)
-    train = time_calls(contender.train, repeats)
+    return contender, (seconds(contender.forward), seconds(contender.train))
+
+
+def row(peer: str, shape: Shape, bidirectional: bool, forward: Timing, train: Timing, jitted: bool) -> dict[str, Any]:
+    """One table row: `peer`'s forward and training-step timings at `shape`."""
     directions = 2 if bidirectional else 1
     return {
         "shape": shape.name,
         "batch": shape.batch, "timesteps": shape.timesteps, "features": shape.features, "units": shape.units,
         "direction": "bi" if bidirectional else "uni",
         "peer": peer,
-        "repeats": repeats,
+        "repeats": forward.repeats,
         "forward_ms": forward.median_s * 1e3,
         "train_ms": train.median_s * 1e3,
         "forward_min_ms": forward.min_s * 1e3,
         "train_min_ms": train.min_s * 1e3,
-        "forward_compile_s": forward.compile_s if contender.jitted else None,
-        "train_compile_s": train.compile_s if contender.jitted else None,
+        "forward_compile_s": forward.compile_s if jitted else None,
+        "train_compile_s": train.compile_s if jitted else None,
         "forward_gflops": lstm_flops(shape, directions) / forward.median_s / 1e9,
         "train_gflops": lstm_flops(shape, directions, train=True) / train.median_s / 1e9,
     }
@@ -85,10 +88,37 @@ def measure(peer: str, x: np.ndarray, shape: Shape, bidirectional: bool, repeats
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """Each row's time over jlstm's at the same shape and direction: above 1, jlstm is faster."""
     baseline = {(r["shape"], r["direction"]): r for r in rows if r["peer"] == "jlstm"}
-    for row in rows:
-        ours = baseline.get((row["shape"], row["direction"]))
+    for r in rows:
+        ours = baseline.get((r["shape"], r["direction"]))
         for call in ("forward", "train"):
-            row[f"{call}_ratio"] = row[f"{call}_ms"] / ours[f"{call}_ms"] if ours else None
+            r[f"{call}_ratio"] = r[f"{call}_ms"] / ours[f"{call}_ms"] if ours else None
+
+
+def run_group(peers: Sequence[str], x: np.ndarray, shape: Shape, direction: str, repeats: int,
+              results: dict[str, Any], skipped: dict[str, str]) -> None:
+    """Every peer at one shape and direction: compiled one by one, then timed round-robin."""
+    bidirectional = DIRECTIONS[direction]
+    contenders: dict[str, Contender] = {}
+    firsts: dict[str, tuple[float, float]] = {}
+    for peer in (p for p in peers if p not in skipped):
+        where = f"{shape.name} {direction} {peer}"
+        progress(f"first calls {where}")
+        try:
+            contenders[peer], firsts[peer] = prepare(peer, x, shape, bidirectional)
+        except SkipPeer as skip:
+            skipped[peer] = str(skip)
+            results["notes"].append({"kind": "skip", "where": peer, "note": str(skip)})
+        except Exception as error:  # a peer that breaks is noted, not hidden; jlstm breaking is fatal
+            if peer == "jlstm":
+                raise
+            results["notes"].append({"kind": "error", "where": where, "note": f"{type(error).__name__}: {error}"})
+    progress(f"timing {shape.name} {direction}: {', '.join(contenders)} round-robin, {repeats} repeats")
+    forward = time_round_robin({p: c.forward for p, c in contenders.items()},
+                               {p: f[0] for p, f in firsts.items()}, repeats)
+    train = time_round_robin({p: c.train for p, c in contenders.items()},
+                             {p: f[1] for p, f in firsts.items()}, repeats)
+    for peer, contender in contenders.items():
+        results["rows"].append(row(peer, shape, bidirectional, forward[peer], train[peer], contender.jitted))
 
 
 def run_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -100,21 +130,8 @@ def run_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
         for direction in args.directions:
             if args.extras:
                 check_agreement(x, shape, direction, results)
-            for peer in args.peers:
-                if peer in skipped:
-                    continue
-                where = f"{shape.name} {direction} {peer}"
-                progress(f"timing {where} ({repeats} repeats)")
-                try:
-                    results["rows"].append(measure(peer, x, shape, DIRECTIONS[direction], repeats))
-                except SkipPeer as skip:
-                    skipped[peer] = str(skip)
-                    results["notes"].append({"kind": "skip", "where": peer, "note": str(skip)})
-                except Exception as error:  # a peer that breaks is noted, not hidden; jlstm breaking is fatal
-                    if peer == "jlstm":
-                        raise
-                    results["notes"].append({"kind": "error", "where": where, "note": f"{type(error).__name__}: {error}"})
-                gc.collect()
+            run_group(args.peers, x, shape, direction, repeats, results, skipped)
+            gc.collect()
     add_ratios(results["rows"])
 
 
@@ -134,7 +151,8 @@ def run_extras(args: argparse.Namespace, results: dict[str, Any]) -> None:
     shape = SHAPES["seed" if args.quick else "long"]
     directions = [DIRECTIONS[d] for d in args.directions]
     progress(f"compile scaling at T={extras.SCALING_TIMESTEPS}")
-    results["compile_scaling"] = extras.compile_scaling(shape, directions)
+    calls = ("train",) if args.quick else ("forward", "train")
+    results["compile_scaling"] = extras.compile_scaling(shape, directions, calls)
     unsupported = extras.remat_supported()
     if unsupported:
         results["notes"].append({"kind": "skip", "where": "remat memory", "note": unsupported})

@@ -116,11 +116,11 @@ def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **o
     return jax.jit(fn).lower(params, x)
 
 
-def compile_scaling(shape: Shape, directions: Sequence[bool]) -> list[dict[str, Any]]:
-    """Trace-lower-compile seconds of jlstm at the short and long SCALING_TIMESTEPS, per direction."""
+def compile_scaling(shape: Shape, directions: Sequence[bool], calls: Sequence[str] = ("forward", "train")) -> list[dict[str, Any]]:
+    """Trace-lower-compile seconds of jlstm's `calls` at the short and long SCALING_TIMESTEPS, per direction."""
     rows = []
     for bidirectional in directions:
-        for train in (False, True):
+        for train in (call == "train" for call in calls):
             _lowered(shape, 3, bidirectional, train).compile()  # first-compile overheads off the clock
             times = {t: seconds(lambda t=t: _lowered(shape, t, bidirectional, train).compile())
                      for t in SCALING_TIMESTEPS}

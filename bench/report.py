@@ -17,13 +17,20 @@ def _bytes(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
+NOISY = 2.0  # a median this many times the fastest call says the machine was busy
+
+
+def _noisy(row: dict[str, Any], call: str) -> str:
+    return " !" if row[f"{call}_ms"] > NOISY * row[f"{call}_min_ms"] else ""
+
+
 def main_table(rows: Sequence[dict[str, Any]]) -> Table:
     """Per shape, direction and peer: median times, ratios to jlstm, GFLOP/s, compile seconds."""
     headers = ["shape (B,T,F,U)", "dir", "peer", "fwd ms", "train ms", "fwd ×", "train ×",
                "fwd GFLOP/s", "train GFLOP/s", "compile fwd s", "compile train s"]
     cells = [[
         f"{r['shape']} ({r['batch']},{r['timesteps']},{r['features']},{r['units']})", r["direction"], r["peer"],
-        _number(r["forward_ms"], 3), _number(r["train_ms"], 3),
+        _number(r["forward_ms"], 3) + _noisy(r, "forward"), _number(r["train_ms"], 3) + _noisy(r, "train"),
         _number(r["forward_ratio"], 2, "x"), _number(r["train_ratio"], 2, "x"),
         _number(r["forward_gflops"], 1), _number(r["train_gflops"], 1),
         _number(r["forward_compile_s"], 2), _number(r["train_compile_s"], 2),
@@ -93,7 +100,8 @@ def _notes(notes: Sequence[dict[str, Any]]) -> list[str]:
 def text(results: dict[str, Any]) -> str:
     """What `python -m bench` prints: roofline, the main table, the extra rows and the notes."""
     parts = [machine_line(results["machine"]), roofline_line(results["roofline"]), "",
-             render_text(main_table(results["rows"]))]
+             render_text(main_table(results["rows"])),
+             f"Median ms; × = peer time / jlstm time (above 1: jlstm faster); ! = median over {NOISY:g}x the fastest call."]
     for title, key, table in _extra_tables():
         if results[key]:
             parts += ["", title, render_text(table(results[key]))]
@@ -118,7 +126,8 @@ def markdown(results: dict[str, Any]) -> str:
         "Times are medians after warm-up; `×` is the peer's time over jlstm's (above 1: jlstm is faster). "
         "GFLOP/s counts 2·B·T·(F+U)·4U per direction forward and 3x that for a training step "
         "(value and grad of the mean square of the output sequence w.r.t. the params). "
-        "Compile is the first call minus the median (JAX libraries only).", "",
+        "Compile is the first call minus the median (JAX libraries only). "
+        f"`!` marks a median over {NOISY:g}x the fastest call: the machine was busy, read that time with care.", "",
         f"Roofline: {roofline_line(results['roofline'])}.", "",
         render_markdown(main_table(results["rows"])),
     ]

@@ -1,10 +1,10 @@
-"""The one timing helper every peer goes through."""
+"""The timing helpers every peer goes through."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 
 class Timing(NamedTuple):
@@ -28,10 +28,25 @@ def seconds(call: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
-    """Times `call` (blocking, no arguments): the first call, `warmup` untimed, `repeats` timed."""
-    first = seconds(call)
+def time_round_robin(
+    calls: Mapping[str, Callable[[], Any]], first_s: Mapping[str, float], repeats: int, warmup: int = 1
+) -> dict[str, Timing]:
+    """Times blocking, argument-free calls whose first call took `first_s`: `warmup` untimed
+    rounds, then `repeats` timed rounds of one call each, so that changing load on the machine
+    falls on every call alike."""
     for _ in range(warmup):
-        call()
-    times = [seconds(call) for _ in range(max(repeats, 1))]
-    return Timing(first, statistics.median(times), min(times), len(times))
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(max(repeats, 1)):
+        for name, call in calls.items():
+            times[name].append(seconds(call))
+    return {
+        name: Timing(first_s[name], statistics.median(ts), min(ts), len(ts)) for name, ts in times.items()
+    }
+
+
+def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
+    """Times one blocking, argument-free call: its first call, `warmup` untimed, `repeats` timed."""
+    first = seconds(call)
+    return time_round_robin({"call": call}, {"call": first}, repeats, warmup)["call"]

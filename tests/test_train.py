@@ -175,6 +175,8 @@ model = model_and_params(bidirectional=True)
 params, history = run_fit(data, data, batch_size=10, model=model)  # 10 rows padded to 12
 devices = {len(leaf.sharding.device_set) for leaf in jax.tree.leaves(params)}
 replicated = all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(params))
+(x,) = train._shard((np.zeros((12, 6, 3), np.float32),), train.data_mesh())
+assert [s.data.shape for s in x.addressable_shards] == [(3, 6, 3)] * 4, x.sharding
 _, one = run_fit(data, data, batch_size=10, model=model, devices=jax.devices()[:1])
 print(json.dumps({"history": history, "one_device": one, "devices": sorted(devices),
                   "replicated": replicated}))

@@ -120,8 +120,9 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
         keep = slice(None) if masked else slice(2)  # (x, y, mask) or (x, y)
         params, history = _fit(model, cfg, data, data.train[keep], data.test[keep], **CLASSIFY)
         runs[name] = (params, history)
-        metrics[f"{name}_test_accuracy"] = train.evaluate(model, params, data.test[keep], **CLASSIFY)["accuracy"]
-        metrics[f"{name}_padded_test_accuracy"] = train.evaluate(model, params, longer[keep], **CLASSIFY)["accuracy"]
+        for label, split in (("test", data.test), ("padded_test", longer)):
+            metrics[f"{name}_{label}_accuracy"] = train.evaluate(
+                model, params, split[keep], **CLASSIFY)["accuracy"]
     m = metrics
     summary = (
         f"ragged-digits: test accuracy with mask {m['masked_test_accuracy']:.4f}, "
@@ -144,6 +145,10 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
     )
 
 
+def _month(date: np.datetime64) -> str:
+    return str(date.astype("datetime64[M]"))
+
+
 def run_co2(cfg: Config) -> Result:
     """LSTM -> Dense(12): the next 12 months of Mauna Loa CO2 from the last 36, tested on
     the held-out last 10 years against the seasonal-naive forecast (last year repeated)."""
@@ -164,7 +169,7 @@ def run_co2(cfg: Config) -> Result:
     summary = (
         f"co2: test MAE {m['test_mae_ppm']:.3f} ppm vs seasonal naive {m['baseline_mae_ppm']:.3f} ppm "
         f"(RMSE {m['test_rmse_ppm']:.3f} vs {m['baseline_rmse_ppm']:.3f}), 1-12 months ahead "
-        f"over {data.test_dates[0, 0].astype('datetime64[M]')}..{data.test_dates[-1, -1].astype('datetime64[M]')}"
+        f"over {_month(data.test_dates[0, 0])}..{_month(data.test_dates[-1, -1])}"
     )
     # Forecasts from every horizon-th origin tile the held-out tail end to end.
     tiles = np.arange(0, len(truth), horizon)

@@ -171,7 +171,8 @@ def make_eval_step(
     >>> import jlstm
     >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
     >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
-    >>> float(make_eval_step(model, mean_squared_error)(params, jnp.ones((8, 4, 2)), jnp.ones((8, 1)))["loss"]) > 0
+    >>> eval_step = make_eval_step(model, mean_squared_error)
+    >>> float(eval_step(params, jnp.ones((8, 4, 2)), jnp.ones((8, 1)))["loss"]) > 0
     True
     """
     fns = {"loss": loss, **(metrics or {})}

@@ -1,9 +1,9 @@
 """The scan driver: one jitted `lax.scan` over time for one or more LSTM directions.
 
 Directions share the loop: a Bidirectional layer runs both of its directions in one scan
-with one batched `h @ recurrent_kernel` per step. The input projection `x @ kernel + bias`
-for every timestep is one large matmul per direction before the loop, and the backward
-pass is a custom VJP that reuses the saved gate pre-activations.
+with one batched `[x_t, h] @ [kernel; recurrent_kernel]` per step. The backward pass is a
+custom VJP that reuses the saved gate pre-activations and computes the weight and input
+gradients as GEMMs over all timesteps at once.
 """
 
 from __future__ import annotations
@@ -38,55 +38,53 @@ class _Statics(NamedTuple):
 
 
 def _time_major(a: jax.Array, reverse: bool) -> jax.Array:
-    # (B, T, ...) -> (T, B, ...). Transposing x is cheaper than transposing x @ kernel (4U wide).
+    # (B, T, ...) -> (T, B, ...), so that the scan slices one contiguous timestep per step.
     a = jnp.swapaxes(a, 0, 1)
     return jnp.flip(a, 0) if reverse else a
 
 
-def _project(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, input_dropout: jax.Array | None
-) -> jax.Array:
-    """x (T, B, F) @ kernel (F, 4U) + bias as one (T*B, F) GEMM; dropout masks are (G, B, F)."""
-    t, b, f = x.shape
-    if input_dropout is not None and input_dropout.shape[0] == 4:
-        # Keras's per-gate input masks (with recurrent dropout): gate g sees x * mask[g].
-        z = jnp.einsum("gtbf,fgu->tbgu", x[None] * input_dropout[:, None], kernel.reshape(f, 4, -1))
-    else:
-        if input_dropout is not None:
-            x = x * input_dropout[0]
-        z = x.reshape(t * b, f) @ kernel
-    z = z.reshape(t, b, -1)
-    return z if bias is None else z + bias
-
-
-def _recurrent_projection(
-    h: jax.Array, recurrent_kernels: jax.Array, recurrent_dropout: jax.Array | None
-) -> jax.Array:
-    if recurrent_dropout is None:
-        return jnp.matmul(h, recurrent_kernels)
-    # Keras's per-gate recurrent masks: gate g sees h * mask[g].
-    d, u, _ = recurrent_kernels.shape
-    z = jnp.einsum("dgbu,dugv->dbgv", h[:, None] * recurrent_dropout, recurrent_kernels.reshape(d, u, 4, u))
-    return z.reshape(d, h.shape[1], 4 * u)
+def _gate_projection(a: jax.Array, kernels: jax.Array, masks: jax.Array | None) -> jax.Array:
+    """a (D, B, N) @ kernels (D, N, 4U); with Keras's per-gate dropout masks (D, 4, B, N),
+    gate g sees a * masks[:, g]."""
+    if masks is None:
+        return jnp.matmul(a, kernels)
+    d, n, four_u = kernels.shape
+    z = jnp.einsum("dgbn,dngu->dbgu", a[:, None] * masks, kernels.reshape(d, n, 4, four_u // 4))
+    return z.reshape(d, a.shape[1], four_u)
 
 
 def _keep(keep: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
     return new if keep is None else jnp.where(keep, new, old)
 
 
-def _scan_states(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit):
-    """The forward loop over z_x, a tuple of (T, B, 4U) per direction. Emits per step
-    nothing, the states (h, c), or (h, c, z) for the VJP, each (T, D, B, ...)."""
+def _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dropout,
+                 recurrent_dropout, statics, emit):
+    """The forward loop over xs, a tuple of time-major (T, B, F) inputs per direction.
+    Emits per step nothing, h, or (h, c, z) for the VJP, each (T, D, B, ...).
+
+    Each step computes all four gates of all directions with one batched matmul,
+    [x_t, h] @ [kernel; recurrent_kernel]: on XLA CPU that runs faster than reading an
+    input projection hoisted out of the loop (measured: 1.4-1.8x at the bench shapes).
+    """
+    per_gate = input_dropout is not None or recurrent_dropout is not None
+    stacked = None if per_gate else jnp.concatenate([kernels, recurrent_kernels], axis=1)
+    bias = 0.0 if biases is None else biases[:, None, :]
 
     def step(carry, inputs):
-        z_t, keep_t = inputs
+        x_t, keep_t = inputs
         h_prev, c_prev = carry
-        z = jnp.stack(z_t) + _recurrent_projection(h_prev, recurrent_kernels, recurrent_dropout)
+        x_t = jnp.stack(x_t)
+        if per_gate:
+            z = _gate_projection(x_t, kernels, input_dropout) + _gate_projection(
+                h_prev, recurrent_kernels, recurrent_dropout)
+        else:
+            z = jnp.matmul(jnp.concatenate([x_t, h_prev], axis=-1), stacked)
+        z = z + bias
         h, c = lstm_gates(z, c_prev, statics.activation, statics.recurrent_activation)
         h, c = _keep(keep_t, h, h_prev), _keep(keep_t, c, c_prev)
-        return (h, c), {"none": None, "states": (h, c), "residuals": (h, c, z)}[emit]
+        return (h, c), {"none": None, "h": h, "residuals": (h, c, z)}[emit]
 
-    return lax.scan(step, (h0, c0), (tuple(z_x), keep), unroll=statics.unroll)
+    return lax.scan(step, (h0, c0), (tuple(xs), keep), unroll=statics.unroll)
 
 
 def _outputs(hs: jax.Array, keep: jax.Array | None, statics: _Statics) -> jax.Array:
@@ -96,34 +94,50 @@ def _outputs(hs: jax.Array, keep: jax.Array | None, statics: _Statics) -> jax.Ar
     return jnp.where(keep, hs, 0)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences):
-    """(sequence or None, h, c) of the recurrence over z_x, a tuple of (T, B, 4U) per direction.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _recurrence(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, return_sequences):
+    """(sequence or None, h, c) of the LSTM over xs, a tuple of (T, B, F) per direction.
 
-    Its VJP reuses the saved gate pre-activations and computes the recurrent kernel's
-    gradient as one GEMM over all timesteps, instead of one small matmul per step.
+    Its VJP reuses the saved gate pre-activations, and computes every weight gradient
+    and the input gradient as one GEMM over all timesteps after the backward loop.
     """
-    emit = "states" if return_sequences else "none"
-    (h, c), states = _scan_states(z_x, recurrent_kernels, h0, c0, keep, None, statics, emit)
-    return (_outputs(states[0], keep, statics) if return_sequences else None), h, c
+    emit = "h" if return_sequences else "none"
+    (h, c), hs = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, None, None,
+                              statics, emit)
+    return (_outputs(hs, keep, statics) if return_sequences else None), h, c
 
 
-def _recurrence_fwd(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences):
-    (h, c), (hs, cs, zs) = _scan_states(z_x, recurrent_kernels, h0, c0, keep, None, statics, "residuals")
+def _recurrence_fwd(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, return_sequences):
+    (h, c), (hs, cs, zs) = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep,
+                                        None, None, statics, "residuals")
     out = (_outputs(hs, keep, statics) if return_sequences else None), h, c
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
     c_prev = jnp.concatenate([c0[None], cs[:-1]])
-    return out, (recurrent_kernels, keep, h_prev, c_prev, zs)
+    return out, (xs, kernels, recurrent_kernels, biases is not None, keep, h_prev, c_prev, zs)
 
 
 def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
-    recurrent_kernels, keep, h_prev, c_prev, zs = residuals
+    xs, kernels, recurrent_kernels, has_bias, keep, h_prev, c_prev, zs = residuals
     d_seq, d_h, d_c = cotangents
+    d_zs = _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics)
+    (d_h0, d_c0), d_zs = d_zs
+    t, _, b, u = h_prev.shape
+    flat = lambda a: a.reshape(t * b, a.shape[-1])  # noqa: E731
+    # Gradients as one (T*B)-long GEMM per direction, not one small matmul per step.
+    d_kernels = jnp.stack([flat(x).T @ flat(d_z) for x, d_z in zip(xs, d_zs)])
+    d_recurrent = jnp.stack([flat(h_prev[:, i]).T @ flat(d_z) for i, d_z in enumerate(d_zs)])
+    d_biases = jnp.stack([d_z.sum((0, 1)) for d_z in d_zs]) if has_bias else None
+    d_xs = tuple((flat(d_z) @ kernels[i].T).reshape(t, b, -1) for i, d_z in enumerate(d_zs))
+    return d_xs, d_kernels, d_recurrent, d_biases, d_h0, d_c0, None
+
+
+def _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics):
+    """The reverse scan: the carry's and each step's gate pre-activation cotangents."""
     gates = functools.partial(
         lstm_gates, activation=statics.activation, recurrent_activation=statics.recurrent_activation
     )
     if d_seq is None:
-        d_seq = jnp.zeros_like(h_prev)
+        d_seq = jnp.zeros_like(c_prev)
     zero_masked_output = keep is not None and statics.zero_output_for_mask
     recurrent_kernels_t = jnp.swapaxes(recurrent_kernels, 1, 2)
 
@@ -143,15 +157,7 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
             d_h_before, d_c_before = d_h_before + d_h_pass, d_c_before + d_c_pass
         return (d_h_before, d_c_before), tuple(d_z)
 
-    (d_h0, d_c0), d_zs = lax.scan(
-        step, (d_h, d_c), (d_seq, zs, c_prev, keep), reverse=True, unroll=statics.unroll
-    )
-    t, _, b, u = h_prev.shape
-    # sum_t h_{t-1}^T dz_t over all steps at once: one (U, T*B) @ (T*B, 4U) GEMM per direction.
-    d_kernels = jnp.stack(
-        [h_prev[:, i].reshape(t * b, u).T @ d_z.reshape(t * b, -1) for i, d_z in enumerate(d_zs)]
-    )
-    return d_zs, d_kernels, d_h0, d_c0, None
+    return lax.scan(step, (d_h, d_c), (d_seq, zs, c_prev, keep), reverse=True, unroll=statics.unroll)
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
@@ -159,17 +165,18 @@ _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 def _run(xs, keep, kernels, biases, input_dropout, recurrent_kernels, recurrent_dropout,
          h0, c0, statics, return_sequences):
-    """Projects each direction's time-major inputs and runs the recurrence over them."""
-    z_x = tuple(
-        _project(x, kernels[i], None if biases is None else biases[i],
-                 None if input_dropout is None else input_dropout[i])
-        for i, x in enumerate(xs)
-    )
-    if recurrent_dropout is None:
-        return _recurrence(z_x, recurrent_kernels, h0, c0, keep, statics, return_sequences)
-    emit = "states" if return_sequences else "none"
-    (h, c), states = _scan_states(z_x, recurrent_kernels, h0, c0, keep, recurrent_dropout, statics, emit)
-    return (_outputs(states[0], keep, statics) if return_sequences else None), h, c
+    """The recurrence over each direction's time-major inputs, with dropout if given."""
+    if input_dropout is not None and input_dropout.shape[1] == 1:
+        # One input mask per sequence: applied once to the inputs, outside the loop.
+        xs = tuple(x * input_dropout[i, 0] for i, x in enumerate(xs))
+        input_dropout = None
+    if input_dropout is None and recurrent_dropout is None:
+        return _recurrence(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics,
+                           return_sequences)
+    emit = "h" if return_sequences else "none"
+    (h, c), hs = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dropout,
+                              recurrent_dropout, statics, emit)
+    return (_outputs(hs, keep, statics) if return_sequences else None), h, c
 
 
 def _run_in_chunks(xs, keep, *weights_and_states, statics, return_sequences):

@@ -113,6 +113,9 @@ def test_params_of_the_wrong_layer(lstm, bidi, rng):
         layer.apply(wide, X)
     with pytest.raises(TypeError, match="dict"):
         layer.apply([params], X)
+    _, other = jlstm.LSTM(4).init(rng, (None, 6, 5))
+    with pytest.raises(ValueError, match=r"params\['kernel'\] of shape \(3, 16\), got \(5, 16\)"):
+        bidi[0].apply({"forward": params, "backward": other}, X)
     stack = jlstm.Sequential([jlstm.LSTM(4)])
     with pytest.raises(ValueError, match="tuple of 1, got dict"):
         stack.apply(params, X)

@@ -26,7 +26,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see `python -m bench --help`."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
-                        help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats): a smoke run")
+                        help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, "
+                             f"{QUICK_REPEATS} repeats): a smoke run")
     parser.add_argument("--shapes", type=_names(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
     parser.add_argument("--directions", type=_names(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)")
     parser.add_argument("--peers", type=_names(PEERS), default=list(PEERS),

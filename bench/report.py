@@ -67,7 +67,9 @@ def render_text(table: Table) -> str:
     """A fixed-width table."""
     headers, cells = table
     widths = [max(len(row[i]) for row in [headers, *cells]) for i in range(len(headers))]
-    line = lambda row: "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    def line(row: list[str]) -> str:  # text columns (the first three) left, numbers right
+        return "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
 
 
@@ -81,8 +83,9 @@ def render_markdown(table: Table) -> str:
 def roofline_line(roofline: dict[str, Any]) -> str:
     """The machine's f32 matmul GFLOP/s, JAX's and torch's."""
     n = roofline["size"]
-    torch = _number(roofline.get("torch_gflops"), 1) if "torch_gflops" in roofline else roofline.get("torch_note", "-")
-    return f"f32 matmul {n}x{n} @ {n}x{n}: jax {roofline['jax_gflops']:,.1f} GFLOP/s, torch {torch} GFLOP/s"
+    torch = (f"{roofline['torch_gflops']:,.1f} GFLOP/s" if "torch_gflops" in roofline
+             else f"skipped ({roofline.get('torch_note', 'not measured')})")
+    return f"f32 matmul {n}x{n} @ {n}x{n} (fastest call): jax {roofline['jax_gflops']:,.1f} GFLOP/s, torch {torch}"
 
 
 def machine_line(m: dict[str, Any]) -> str:
@@ -101,7 +104,8 @@ def text(results: dict[str, Any]) -> str:
     """What `python -m bench` prints: roofline, the main table, the extra rows and the notes."""
     parts = [machine_line(results["machine"]), roofline_line(results["roofline"]), "",
              render_text(main_table(results["rows"])),
-             f"Median ms; × = peer time / jlstm time (above 1: jlstm faster); ! = median over {NOISY:g}x the fastest call."]
+             f"Median ms; × = peer time / jlstm time (above 1: jlstm faster); "
+             f"! = median over {NOISY:g}x the fastest call."]
     for title, key, table in _extra_tables():
         if results[key]:
             parts += ["", title, render_text(table(results[key]))]
@@ -123,6 +127,8 @@ def markdown(results: dict[str, Any]) -> str:
     parts = [
         "# jlstm beside its peers", "",
         f"Run with `python -m bench` {machine_line(results['machine'])}", "",
+        "Reproduce: `pip install -e '.[bench]' && python -m bench --results bench/RESULTS.md` "
+        "(`--quick` for a smoke run; `--shapes`, `--directions`, `--peers`, `--repeats` to pick).", "",
         "Times are medians after warm-up; `×` is the peer's time over jlstm's (above 1: jlstm is faster). "
         "GFLOP/s counts 2·B·T·(F+U)·4U per direction forward and 3x that for a training step "
         "(value and grad of the mean square of the output sequence w.r.t. the params). "

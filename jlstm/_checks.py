@@ -51,6 +51,17 @@ def unroll_factor(unroll: Any) -> int | bool:
     return positive_int(unroll, "unroll")
 
 
+def shape_tuple(input_shape: Any, what: str) -> Shape:
+    """Any shape as a tuple of ints and Nones."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise TypeError(f"{what}: expected an input_shape tuple, got {input_shape!r}") from None
+    if not all(d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in shape):
+        raise TypeError(f"{what}: expected an input_shape of ints and Nones, got {input_shape!r}")
+    return shape
+
+
 def sequence_shape(input_shape: Any, what: str) -> Shape:
     """A `(batch, timesteps, features)` shape: batch and timesteps may be None."""
     try:
@@ -71,19 +82,23 @@ def sequence_shape(input_shape: Any, what: str) -> Shape:
 
 
 def array(value: Any, what: str) -> jax.Array:
-    """Anything array-like as a JAX array of a numeric dtype (tracers pass through)."""
-    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+    """Anything array-like (a torch tensor too) as a JAX array of a real numeric or bool
+    dtype; tracers pass through."""
+    if not isinstance(getattr(value, "dtype", None), np.dtype):
         try:
             value = np.asarray(value)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"{what}: expected an array, got {type(value).__name__}: {err}") from None
-    if not (jnp.issubdtype(value.dtype, jnp.number) or value.dtype == jnp.bool_):
-        raise TypeError(f"{what}: expected a numeric array, got dtype {value.dtype}")
+    if jnp.issubdtype(value.dtype, jnp.complexfloating) or not (
+        jnp.issubdtype(value.dtype, jnp.number) or value.dtype == jnp.bool_
+    ):
+        raise TypeError(f"{what}: expected a real numeric array, got dtype {value.dtype}")
     return jnp.asarray(value)
 
 
-def sequence_input(x: Any, features: int, what: str) -> jax.Array:
-    """Inputs of shape (batch, timesteps, features), cast to a float dtype."""
+def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
+    """Inputs of shape (batch, timesteps >= 1, features), cast to the params' `dtype`
+    (Keras casts inputs to the layer's dtype)."""
     x = array(x, f"{what} inputs")
     if x.ndim != 3:
         raise ValueError(
@@ -95,9 +110,9 @@ def sequence_input(x: Any, features: int, what: str) -> jax.Array:
             f"{what}: expected inputs with {features} features (as the params were built), "
             f"got shape {tuple(x.shape)}"
         )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
-    return x
+    if x.shape[1] == 0:
+        raise ValueError(f"{what}: expected at least one timestep, got shape {tuple(x.shape)}")
+    return x.astype(dtype)
 
 
 def sequence_mask(

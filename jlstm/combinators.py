@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -43,11 +44,11 @@ def _merge(y: jax.Array, y_rev: jax.Array, merge_mode: str | None) -> Any:
     return (y, y_rev)
 
 
-def _merged_shape(shape: Shape, merge_mode: str | None) -> OutputShape:
+def _merged_shape(shape: Shape, backward_shape: Shape, merge_mode: str | None) -> OutputShape:
     if merge_mode == "concat":
-        return shape[:-1] + (shape[-1] * 2,)
+        return shape[:-1] + (shape[-1] + backward_shape[-1],)
     if merge_mode is None:
-        return [shape, shape]
+        return [shape, backward_shape]
     return shape
 
 
@@ -90,6 +91,11 @@ def Bidirectional(
                 f"Bidirectional: expected the same {key} in both layers, "
                 f"got {fwd_cfg[key]} (forward) and {bwd_cfg[key]} (backward)"
             )
+    if merge_mode in ("sum", "mul", "ave") and fwd_cfg["units"] != bwd_cfg["units"]:
+        raise ValueError(
+            f"Bidirectional: merge_mode {merge_mode!r} expects both layers with the same units, "
+            f"got {fwd_cfg['units']} (forward) and {bwd_cfg['units']} (backward)"
+        )
     return_sequences, return_state = fwd_cfg["return_sequences"], fwd_cfg["return_state"]
     specs = (lstm_spec(fwd_cfg), lstm_spec(bwd_cfg))
     reverse = (bool(fwd_cfg["go_backwards"]), bool(bwd_cfg["go_backwards"]))
@@ -101,38 +107,37 @@ def Bidirectional(
         bwd_shape, bwd_params = backward.init(k_bwd, input_shape)
         params = {"forward": fwd_params, "backward": bwd_params}
         if not return_state:
-            return _merged_shape(fwd_shape, merge_mode), params
-        out = _merged_shape(fwd_shape[0], merge_mode)
+            return _merged_shape(fwd_shape, bwd_shape, merge_mode), params
+        out = _merged_shape(fwd_shape[0], bwd_shape[0], merge_mode)
         outs = out if merge_mode is None else [out]
         return outs + fwd_shape[1:] + bwd_shape[1:], params
 
+    def directions(params, x, mask, h0s, c0s, key):
+        """Per direction (sequence or None, h, c): in one scan when the two share a spec."""
+        run = functools.partial(run_lstm_directions, x=x, mask=mask, return_sequences=return_sequences,
+                                zero_output_for_mask=return_sequences)
+        if specs[0] == specs[1]:
+            result = run(specs[0], [params["forward"], params["backward"]], h0s=h0s, c0s=c0s,
+                         reverse=reverse, dropout_rng=key)
+            return [_direction(result, d, return_sequences) for d in (0, 1)]
+        return [
+            _direction(run(spec, [params[role]], **_direction_states(h0s, c0s, d), reverse=(reverse[d],),
+                           dropout_rng=None if key is None else jax.random.fold_in(key, d)),
+                       0, return_sequences)
+            for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
+        ]
+
     @jax.jit  # one dispatch for the whole layer once the inputs are checked
     def compute(params, x, mask, h0s, c0s, key):
-        if specs[0] == specs[1]:
-            result = run_lstm_directions(
-                specs[0], [params["forward"], params["backward"]], x, mask, h0s, c0s,
-                reverse=reverse, return_sequences=return_sequences,
-                zero_output_for_mask=return_sequences, dropout_rng=key,
-            )
-            pick = [(result, 0), (result, 1)]
-        else:
-            pick = [
-                (run_lstm_directions(
-                    spec, [params[role]], x, mask, *_direction_states(h0s, c0s, d), reverse=(reverse[d],),
-                    return_sequences=return_sequences, zero_output_for_mask=return_sequences,
-                    dropout_rng=None if key is None else jax.random.fold_in(key, d),
-                ), 0)
-                for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
-            ]
-        (res_f, i_f), (res_b, i_b) = pick
+        (y, h_f, c_f), (y_rev, h_b, c_b) = directions(params, x, mask, h0s, c0s, key)
         if return_sequences:
-            y, y_rev = res_f.sequences[i_f], jnp.flip(res_b.sequences[i_b], axis=1)
+            y_rev = jnp.flip(y_rev, axis=1)
         else:
-            y, y_rev = res_f.h[i_f], res_b.h[i_b]
+            y, y_rev = h_f, h_b
         output = _merge(y, y_rev, merge_mode)
         if not return_state:
             return output
-        states = (res_f.h[i_f], res_f.c[i_f], res_b.h[i_b], res_b.c[i_b])
+        states = (h_f, c_f, h_b, c_b)
         return (output + states) if merge_mode is None else (output,) + states
 
     def apply(
@@ -151,14 +156,19 @@ def Bidirectional(
         keys = [dropout_rng(spec, training, rng, what) for spec in specs]
         return compute(params, x, mask, h0s, c0s, keys[1] if keys[0] is None else keys[0])
 
+    apply.compute = compute  # the jitted part, for inspecting its compile cache
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
     sublayers = (layer,) if backward_layer is None else (layer, backward_layer)
     return Layer(init, apply, "Bidirectional", name, config, sublayers)
 
 
+def _direction(result, d: int, return_sequences: bool):
+    return (result.sequences[d] if return_sequences else None), result.h[d], result.c[d]
+
+
 def _direction_states(h0s, c0s, d):
-    return (None, None) if h0s is None else ([h0s[d]], [c0s[d]])
+    return {"h0s": None, "c0s": None} if h0s is None else {"h0s": [h0s[d]], "c0s": [c0s[d]]}
 
 
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:

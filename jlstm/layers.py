@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jlstm import _checks
 from jlstm.activations import Activation, get_activation
@@ -135,6 +136,7 @@ def LSTM(
         )
         return compute(params, x, mask, h0, c0, dropout_rng(spec, training, rng, what))
 
+    apply.compute = compute  # the jitted part, for inspecting its compile cache
     return Layer(init, apply, "LSTM", name, config)
 
 
@@ -216,7 +218,7 @@ def prepare_lstm_call(
     features = first_params["kernel"].shape[0]
     for spec, params in directions[1:]:
         _checks.param_tree(params, lstm_param_shapes(spec, features), what)
-    x = _checks.sequence_input(inputs, features, what)
+    x = _checks.sequence_input(inputs, features, first_params["kernel"].dtype, what)
     batch, timesteps, _ = x.shape
     mask = _checks.sequence_mask(mask, lengths, batch, timesteps, what)
     units = [spec.units for spec, _ in directions]
@@ -290,7 +292,7 @@ def Dense(
     what = f"Dense {name or ''}".rstrip()
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
-        shape = tuple(input_shape)
+        shape = _checks.shape_tuple(input_shape, what)
         if len(shape) < 2:
             raise ValueError(f"{what}: expected input_shape of rank >= 2, got {shape}")
         features = _checks.positive_int(shape[-1], f"{what}: input_shape features in {shape}")
@@ -311,7 +313,7 @@ def Dense(
             raise ValueError(
                 f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}"
             )
-        y = x @ params["kernel"]
+        y = x.astype(params["kernel"].dtype) @ params["kernel"]
         if use_bias:
             y = y + params["bias"]
         return act(y)
@@ -327,13 +329,15 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
         del rng
-        return tuple(input_shape), {}
+        return _checks.shape_tuple(input_shape, what), {}
 
     def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
               rng: jax.Array | None = None) -> jax.Array:
         del mask
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.float32)
         if not training or rate == 0.0:
             return x
         if rng is None:
@@ -347,6 +351,8 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
     layers after it (inside `Sequential`), and its features are set to 0."""
     what = f"Masking {name or ''}".rstrip()
+    if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what}: expected a number as mask_value, got {mask_value!r}")
 
     def timestep_mask(inputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         del mask  # Keras's Masking replaces any incoming mask
@@ -361,6 +367,10 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
         del mask, training, rng
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
+        if x.ndim != 3:
+            raise ValueError(
+                f"{what}: expected inputs of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
+            )
         return jnp.where(timestep_mask(x)[..., None], x, 0).astype(x.dtype)
 
     return Layer(init, apply, "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)

@@ -87,11 +87,14 @@ def _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dro
     return lax.scan(step, (h0, c0), (tuple(xs), keep), unroll=statics.unroll)
 
 
-def _outputs(hs: jax.Array, keep: jax.Array | None, statics: _Statics) -> jax.Array:
-    # A masked step's state is the previous one, which is Keras's output there, unless zeros.
-    if keep is None or not statics.zero_output_for_mask:
-        return hs
-    return jnp.where(keep, hs, 0)
+def _result(hs, h, c, keep, statics: _Statics, return_sequences: bool):
+    """(sequence or None, h, c). A masked step's state is the previous one, which is
+    Keras's output there, unless it outputs zeros."""
+    if not return_sequences:
+        return None, h, c
+    if keep is not None and statics.zero_output_for_mask:
+        hs = jnp.where(keep, hs, 0)
+    return hs, h, c
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
@@ -104,13 +107,13 @@ def _recurrence(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, r
     emit = "h" if return_sequences else "none"
     (h, c), hs = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, None, None,
                               statics, emit)
-    return (_outputs(hs, keep, statics) if return_sequences else None), h, c
+    return _result(hs, h, c, keep, statics, return_sequences)
 
 
 def _recurrence_fwd(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, return_sequences):
     (h, c), (hs, cs, zs) = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep,
                                         None, None, statics, "residuals")
-    out = (_outputs(hs, keep, statics) if return_sequences else None), h, c
+    out = _result(hs, h, c, keep, statics, return_sequences)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
     c_prev = jnp.concatenate([c0[None], cs[:-1]])
     return out, (xs, kernels, recurrent_kernels, biases is not None, keep, h_prev, c_prev, zs)
@@ -176,7 +179,7 @@ def _run(xs, keep, kernels, biases, input_dropout, recurrent_kernels, recurrent_
     emit = "h" if return_sequences else "none"
     (h, c), hs = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dropout,
                               recurrent_dropout, statics, emit)
-    return (_outputs(hs, keep, statics) if return_sequences else None), h, c
+    return _result(hs, h, c, keep, statics, return_sequences)
 
 
 def _run_in_chunks(xs, keep, *weights_and_states, statics, return_sequences):

@@ -138,3 +138,36 @@ def test_errors_come_before_jax_under_jit(lstm):
     layer, params = lstm
     with pytest.raises(ValueError, match="3 features"):
         jax.jit(layer.apply)(params, jnp.zeros((2, 6, 4)))
+
+
+def test_more_bad_inputs(lstm, rng):
+    layer, params = lstm
+    with pytest.raises(ValueError, match=r"at least one timestep, got shape \(2, 0, 3\)"):
+        layer.apply(params, np.zeros((2, 0, 3), np.float32))
+    with pytest.raises(TypeError, match="real numeric array, got dtype complex"):
+        layer.apply(params, np.zeros((2, 6, 3), np.complex64))
+    with pytest.raises(TypeError, match="mask_value"):
+        jlstm.Masking("a")
+    with pytest.raises(ValueError, match=r"rank 3.*got shape \(3,\)"):
+        jlstm.Masking().apply({}, np.ones(3))
+    with pytest.raises(TypeError, match="input_shape"):
+        jlstm.Dense(3).init(rng, 5)
+    with pytest.raises(ValueError, match="same units, got 4 .forward. and 6 .backward."):
+        jlstm.Bidirectional(jlstm.LSTM(4), backward_layer=jlstm.LSTM(6, go_backwards=True), merge_mode="ave")
+
+
+def test_inputs_take_the_params_dtype(lstm):
+    layer, params = lstm
+    out = layer.apply(params, np.ones((2, 6, 3), jnp.bfloat16))
+    assert out.dtype == jnp.float32  # as Keras casts inputs to the layer's float32
+    np.testing.assert_array_equal(out, layer.apply(params, np.ones((2, 6, 3), np.int32)))
+    y = jlstm.Dropout(0.25).apply({}, np.full((4, 8), 3), training=True, rng=jax.random.key(0))
+    assert set(np.unique(y).tolist()) <= {0.0, 4.0}
+
+
+def test_bidirectional_with_a_wider_backward_layer(rng):
+    layer = jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True),
+                                backward_layer=jlstm.LSTM(6, go_backwards=True, return_sequences=True))
+    shape, params = layer.init(rng, SHAPE)
+    assert shape == (None, 6, 10)
+    assert layer.apply(params, X).shape == (2, 6, 10)

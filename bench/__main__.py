@@ -154,11 +154,8 @@ def run_extras(args: argparse.Namespace, results: dict[str, Any]) -> None:
     progress(f"compile scaling at T={extras.SCALING_TIMESTEPS}")
     calls = ("train",) if args.quick else ("forward", "train")
     results["compile_scaling"] = extras.compile_scaling(shape, directions, calls)
-    unsupported = extras.remat_supported()
-    if unsupported:
-        results["notes"].append({"kind": "skip", "where": "remat memory", "note": unsupported})
     progress("memory analysis of the long training step")
-    results["remat_memory"] = extras.remat_memory(shape, directions, (False,) if unsupported else (False, True))
+    results["remat_memory"] = extras.remat_memory(shape, directions, (False, True))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import numpy as np
 from bench import SCALING_TIMESTEPS, Shape
 from bench.peers import SkipPeer, cpu_count, jlstm_layer, mean_square, require
 from bench.timing import seconds, time_calls
+from jlstm.interop import to_torch
 
 AGREEMENT_TOLERANCE = 1e-4
 SCALING_LIMIT = 2.0
@@ -89,23 +90,11 @@ def torch_agreement(x: np.ndarray, units: int, bidirectional: bool) -> dict[str,
     layer = jlstm_layer(units, bidirectional)
     _, params = layer.init(jax.random.key(1), x.shape)
     ours = np.asarray(jax.jit(layer.apply)(params, jnp.asarray(x)))
-    lstm = torch.nn.LSTM(x.shape[-1], units, batch_first=True, bidirectional=bidirectional)
-    directions = [("", params["forward"]), ("_reverse", params["backward"])] if bidirectional else [("", params)]
+    lstm = to_torch(layer, params)  # torch holds jlstm's weights: gates i, f, g, o = Keras's i, f, c, o
     with torch.no_grad():
-        for suffix, p in directions:
-            _load_keras_weights(torch, lstm, suffix, p)
         theirs = lstm(torch.from_numpy(x))[0].numpy()
     error = float(np.max(np.abs(ours - theirs)))
     return {"max_abs_err": error, "ok": error <= AGREEMENT_TOLERANCE}
-
-
-def _load_keras_weights(torch: Any, lstm: Any, suffix: str, params: dict[str, Any]) -> None:
-    # torch's gates i, f, g, o are Keras's i, f, c, o; torch keeps (4U, in) and two biases.
-    tensor = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
-    getattr(lstm, f"weight_ih_l0{suffix}").copy_(tensor(params["kernel"]).T)
-    getattr(lstm, f"weight_hh_l0{suffix}").copy_(tensor(params["recurrent_kernel"]).T)
-    getattr(lstm, f"bias_ih_l0{suffix}").copy_(tensor(params["bias"]))
-    getattr(lstm, f"bias_hh_l0{suffix}").zero_()
 
 
 def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **options: Any):
@@ -138,15 +127,6 @@ def compile_scaling(
                 "ok": long / short <= SCALING_LIMIT,
             })
     return rows
-
-
-def remat_supported() -> str | None:
-    """None when `jlstm.LSTM` takes `remat=`; otherwise why not."""
-    try:
-        jlstm_layer(1, False, remat=True)
-    except TypeError as error:
-        return f"jlstm.LSTM has no remat= option yet ({error})"
-    return None
 
 
 def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequence[bool]) -> list[dict[str, Any]]:

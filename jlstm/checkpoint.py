@@ -55,7 +55,7 @@ def save(path: PathLike, params: Any) -> None:
     """
     payload = msgpack.packb({"tree": _encode(params, "params")}, use_bin_type=True)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
-    _write_atomic(os.fspath(path), header + payload)
+    write_atomic(os.fspath(path), header + payload)
 
 
 def load(path: PathLike, like: Any = None) -> Any:
@@ -89,7 +89,9 @@ def load(path: PathLike, like: Any = None) -> Any:
         raise ValueError(f"{path}: checkpoint does not match `like`: {err}") from None
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
+    """Writes `data` to a temporary file beside `path`, fsyncs it and renames it over `path`:
+    a crash or an error leaves the old file whole and no temporary file behind."""
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -95,14 +95,14 @@ def _unwritable(out: Path) -> str | None:
 
 
 def _write_outputs(out: Path, result, args: argparse.Namespace, cfg, seconds: float) -> list[Path]:
-    from jlstm.checkpoint import _write_atomic, save
+    from jlstm.checkpoint import write_atomic, save
 
     out.mkdir(parents=True, exist_ok=True)
     save(out / "model.ckpt", result.params)
     paths = [out / "model.ckpt"] + [draw(out / name) for name, draw in result.plots.items()]
     report = {"task": args.task, "config": cfg._asdict(), "seconds": round(seconds, 1),
               "metrics": result.metrics, "histories": result.histories}
-    _write_atomic(os.fspath(out / "metrics.json"), json.dumps(report, indent=1).encode())
+    write_atomic(os.fspath(out / "metrics.json"), json.dumps(report, indent=1).encode())
     return paths + [out / "metrics.json"]
 
 

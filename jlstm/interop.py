@@ -26,6 +26,7 @@ from jlstm.activations import ACTIVATIONS, get_activation
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import INITIALIZERS
 from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking, Params
+from jlstm.summary import abstract_init
 
 Path = tuple[Any, ...]
 
@@ -54,8 +55,7 @@ def _replace(tree: Any, path: Path, value: Any) -> Any:
 
 def _abstract_params(layer: Layer, features: int) -> Params:
     """The params tree `layer.init` makes, as shapes (nothing is allocated)."""
-    shape = (None, None, features)
-    return jax.eval_shape(lambda key: layer.init(key, shape)[1], jax.random.key(0))
+    return abstract_init(layer, (None, None, features))[1]
 
 
 def _check_params(layer: Layer, params: Params, features: int, what: str) -> None:

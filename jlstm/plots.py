@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jlstm.checkpoint import _write_atomic
+from jlstm.checkpoint import write_atomic
 
 PathLike = str | os.PathLike
 History = Mapping[str, Sequence[float]]
@@ -35,7 +35,7 @@ def _save(fig: Figure, path: PathLike) -> Path:
     # Drawn in memory, then written atomically: no half-written PNG, ever.
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
-    _write_atomic(os.fspath(path), png.getvalue())
+    write_atomic(os.fspath(path), png.getvalue())
     return Path(path)
 
 

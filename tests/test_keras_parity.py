@@ -1,5 +1,6 @@
 """Numerical parity with real Keras 3 (JAX backend): same weights, same outputs to 1e-5."""
 
+import functools
 import itertools
 
 import jax
@@ -37,9 +38,13 @@ def keras_weights(params):
     return [np.asarray(params[k]) for k in ("kernel", "recurrent_kernel", "bias") if k in params]
 
 
-def run_keras(layer, params, x, mask, initial_state):
+def keras_layer(layer, params):
     layer.build((None, T, F))
     layer.set_weights(keras_weights(params))
+    return layer
+
+
+def run_keras(layer, x, mask, initial_state):
     kwargs = {}
     if mask is not None:
         kwargs["mask"] = mask
@@ -60,20 +65,35 @@ def assert_all_close(ours, theirs):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
+@functools.cache
+def lstm_pair(return_sequences, return_state, go_backwards):
+    """A jlstm LSTM, its params, and a Keras LSTM holding the same weights (built once)."""
+    cfg = dict(return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards)
+    layer = jlstm.LSTM(U, **cfg)
+    _, params = layer.init(jax.random.key(0), (None, T, F))
+    return layer, params, keras_layer(keras.layers.LSTM(U, **cfg), params)
+
+
+@functools.cache
+def bidirectional_pair(merge_mode, return_sequences, return_state):
+    cfg = dict(return_sequences=return_sequences, return_state=return_state)
+    layer = jlstm.Bidirectional(jlstm.LSTM(U, **cfg), merge_mode=merge_mode)
+    _, params = layer.init(jax.random.key(0), (None, T, F))
+    klayer = keras.layers.Bidirectional(keras.layers.LSTM(U, **cfg), merge_mode=merge_mode)
+    return layer, params, keras_layer(klayer, params)
+
+
 @pytest.mark.parametrize(
     "return_sequences,return_state,go_backwards,mask_kind,with_state",
     list(itertools.product([False, True], [False, True], [False, True], MASKS, [False, True])),
 )
-def test_lstm_matches_keras(return_sequences, return_state, go_backwards, mask_kind, with_state, rng):
-    cfg = dict(return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards)
-    layer = jlstm.LSTM(U, **cfg)
-    _, params = layer.init(rng, (None, T, F))
+def test_lstm_matches_keras(return_sequences, return_state, go_backwards, mask_kind, with_state):
+    layer, params, klayer = lstm_pair(return_sequences, return_state, go_backwards)
     x, states = data()
     mask = make_mask(mask_kind)
     init = states[:2] if with_state else None
     ours = as_list(layer.apply(params, x, mask=mask, initial_state=init))
-    theirs = run_keras(keras.layers.LSTM(U, **cfg), params, x, mask, init)
-    assert_all_close(ours, theirs)
+    assert_all_close(ours, run_keras(klayer, x, mask, init))
 
 
 @pytest.mark.parametrize(
@@ -81,18 +101,13 @@ def test_lstm_matches_keras(return_sequences, return_state, go_backwards, mask_k
     list(itertools.product(["concat", "sum", "mul", "ave", None], [False, True], [False, True],
                            MASKS, [False, True])),
 )
-def test_bidirectional_matches_keras(merge_mode, return_sequences, return_state, mask_kind,
-                                     with_state, rng):
-    cfg = dict(return_sequences=return_sequences, return_state=return_state)
-    layer = jlstm.Bidirectional(jlstm.LSTM(U, **cfg), merge_mode=merge_mode)
-    _, params = layer.init(rng, (None, T, F))
+def test_bidirectional_matches_keras(merge_mode, return_sequences, return_state, mask_kind, with_state):
+    layer, params, klayer = bidirectional_pair(merge_mode, return_sequences, return_state)
     x, states = data(1)
     mask = make_mask(mask_kind)
     init = states if with_state else None
     ours = as_list(layer.apply(params, x, mask=mask, initial_state=init))
-    klayer = keras.layers.Bidirectional(keras.layers.LSTM(U, **cfg), merge_mode=merge_mode)
-    theirs = run_keras(klayer, params, x, mask, init)
-    assert_all_close(ours, theirs)
+    assert_all_close(ours, run_keras(klayer, x, mask, init))
 
 
 @pytest.mark.parametrize("use_bias,unit_forget_bias", [(False, True), (True, False)])
@@ -104,7 +119,7 @@ def test_options_match_keras(use_bias, unit_forget_bias, activation, recurrent_a
     _, params = layer.init(rng, (None, T, F))
     x, _ = data(2)
     ours = as_list(layer.apply(params, x))
-    theirs = run_keras(keras.layers.LSTM(U, **cfg), params, x, None, None)
+    theirs = run_keras(keras_layer(keras.layers.LSTM(U, **cfg), params), x, None, None)
     assert_all_close(ours, theirs)
 
 
@@ -121,7 +136,7 @@ def test_custom_backward_layer_matches_keras(rng):
         backward_layer=keras.layers.LSTM(U, return_sequences=True, go_backwards=True, activation="relu"),
         merge_mode="sum",
     )
-    assert_all_close(ours, run_keras(klayer, params, x, mask, None))
+    assert_all_close(ours, run_keras(keras_layer(klayer, params), x, mask, None))
 
 
 def test_lengths_is_post_padding_mask(rng):

@@ -24,6 +24,27 @@ from jlstm.activations import Activation, get_activation
 State = tuple[jax.Array, jax.Array]
 
 
+def gate_activations(
+    z: jax.Array, units: int, activation: Activation, recurrent_activation: Activation
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The activated gates (i, f, c candidate, o) from the pre-activations `z` (..., 4U)."""
+    # One recurrent_activation over all 4U columns, then slices: on XLA CPU this fuses into
+    # one loop and runs 3x faster than activating each gate's slice (the c block is unused).
+    gates = recurrent_activation(z)
+    u = units
+    return gates[..., :u], gates[..., u : 2 * u], activation(z[..., 2 * u : 3 * u]), gates[..., 3 * u :]
+
+
+def cell_update(
+    gates: tuple[jax.Array, ...], c: jax.Array, activation: Activation
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(h, c, activation(c)) from the activated gates and the previous cell state."""
+    i, f, g, o = gates
+    c = f * c + i * g
+    activated_c = activation(c)
+    return o * activated_c, c, activated_c
+
+
 def lstm_gates(
     z: jax.Array,
     c: jax.Array,
@@ -31,13 +52,8 @@ def lstm_gates(
     recurrent_activation: Activation = jax.nn.sigmoid,
 ) -> State:
     """From the gate pre-activations `z` (..., 4U) and the cell state `c`, the new `(h, c)`."""
-    u = c.shape[-1]
-    # One recurrent_activation over all 4U columns, then slices: on XLA CPU this fuses into
-    # one loop and runs 3x faster than activating each gate's slice (the c block is unused).
-    gates = recurrent_activation(z)
-    i, f, o = gates[..., :u], gates[..., u : 2 * u], gates[..., 3 * u :]
-    c = f * c + i * activation(z[..., 2 * u : 3 * u])
-    h = o * activation(c)
+    gates = gate_activations(z, c.shape[-1], activation, recurrent_activation)
+    h, c, _ = cell_update(gates, c, activation)
     return h, c
 
 

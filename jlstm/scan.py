@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jlstm.activations import Activation
-from jlstm.cell import lstm_gates
+from jlstm.cell import cell_update, gate_activations, lstm_gates
 
 
 class ScanResult(NamedTuple):
@@ -35,6 +35,11 @@ class _Statics(NamedTuple):
     recurrent_activation: Activation
     zero_output_for_mask: bool
     unroll: int | bool
+
+    @property
+    def closed_form(self) -> bool:
+        """tanh and sigmoid: the VJP saves activated gates and differentiates them by hand."""
+        return self.activation is jnp.tanh and self.recurrent_activation is jax.nn.sigmoid
 
 
 def _time_major(a: jax.Array, reverse: bool) -> jax.Array:
@@ -80,9 +85,13 @@ def _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dro
         else:
             z = jnp.matmul(jnp.concatenate([x_t, h_prev], axis=-1), stacked)
         z = z + bias
-        h, c = lstm_gates(z, c_prev, statics.activation, statics.recurrent_activation)
+        gates = gate_activations(z, c_prev.shape[-1], statics.activation, statics.recurrent_activation)
+        h, c, activated_c = cell_update(gates, c_prev, statics.activation)
         h, c = _keep(keep_t, h, h_prev), _keep(keep_t, c, c_prev)
-        return (h, c), {"none": None, "h": h, "residuals": (h, c, z)}[emit]
+        if emit != "residuals":
+            return (h, c), (h if emit == "h" else None)
+        saved = (jnp.concatenate(gates, -1), activated_c) if statics.closed_form else (z, None)
+        return (h, c), (h, c, saved)
 
     return lax.scan(step, (h0, c0), (tuple(xs), keep), unroll=statics.unroll)
 
@@ -112,7 +121,7 @@ def _recurrence(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, r
 
 def _recurrence_fwd(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, return_sequences):
     (h, c), (hs, cs, zs) = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep,
-                                        None, None, statics, "residuals")
+                                        None, None, statics, "residuals")  # zs: (gates, tanh c) or (z, None)
     out = _result(hs, h, c, keep, statics, return_sequences)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
     c_prev = jnp.concatenate([c0[None], cs[:-1]])
@@ -144,17 +153,31 @@ def _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics
     zero_masked_output = keep is not None and statics.zero_output_for_mask
     recurrent_kernels_t = jnp.swapaxes(recurrent_kernels, 1, 2)
 
+    def gates_vjp(saved, c_before, d_h_new, d_c_new):
+        if not statics.closed_form:
+            _, vjp = jax.vjp(gates, saved[0], c_before)
+            return vjp((d_h_new, d_c_new))
+        acts, tanh_c = saved
+        i, f, g, o = jnp.split(acts, 4, axis=-1)
+        d_c_total = d_c_new + d_h_new * o * (1 - tanh_c * tanh_c)
+        d_z = jnp.concatenate([
+            d_c_total * g * i * (1 - i),
+            d_c_total * c_before * f * (1 - f),
+            d_c_total * i * (1 - g * g),
+            d_h_new * tanh_c * o * (1 - o),
+        ], axis=-1)
+        return d_z, d_c_total * f
+
     def step(carry, inputs):
         d_h, d_c = carry
-        d_out, z, c_before, keep_t = inputs
+        d_out, saved, c_before, keep_t = inputs
         d_h_new = d_h + d_out
         d_h_pass = d_h if zero_masked_output else d_h_new
         d_c_new = d_c
         if keep_t is not None:
             d_h_new, d_h_pass = jnp.where(keep_t, d_h_new, 0), jnp.where(keep_t, 0, d_h_pass)
             d_c_new, d_c_pass = jnp.where(keep_t, d_c, 0), jnp.where(keep_t, 0, d_c)
-        _, gates_vjp = jax.vjp(gates, z, c_before)
-        d_z, d_c_before = gates_vjp((d_h_new, d_c_new))
+        d_z, d_c_before = gates_vjp(saved, c_before, d_h_new, d_c_new)
         d_h_before = jnp.matmul(d_z, recurrent_kernels_t)
         if keep_t is not None:
             d_h_before, d_c_before = d_h_before + d_h_pass, d_c_before + d_c_pass

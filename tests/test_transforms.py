@@ -136,3 +136,15 @@ def test_grads_through_states_and_masks(return_sequences, bidirectional, rng):
     f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
     with jax.enable_x64():
         check_grads(f, (f64(params), f64(x), f64(states)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("activation,recurrent_activation", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
+def test_grads_with_other_activations(activation, recurrent_activation, rng):
+    """tanh/sigmoid take the hand-written gate derivatives; other activations take jax.vjp."""
+    layer = jlstm.LSTM(3, return_sequences=True, activation=activation,
+                       recurrent_activation=recurrent_activation)
+    _, params = layer.init(rng, (None, 4, 2))
+    x = jax.random.normal(jax.random.key(5), (2, 4, 2))
+    f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
+    with jax.enable_x64():
+        check_grads(layer.apply, (f64(params), f64(x)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)

@@ -20,7 +20,6 @@ from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
 from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking
-from jlstm.scan import lstm_scan
 from jlstm.summary import Namer, count_params, summary
 
 __version__ = "0.1.0"
@@ -40,7 +39,6 @@ __all__ = [
     "interop",
     "load",
     "lstm_gates",
-    "lstm_scan",
     "lstm_step",
     "save",
     "summary",

@@ -180,3 +180,29 @@ def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what
         if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
             want = "(" + ", ".join("?" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{what}: expected params[{key!r}] of shape {want}, got {got}")
+
+
+def step_state(params: Any, state: Any, x_t: Any, what: str) -> tuple[jax.Array, jax.Array]:
+    """Checks one LSTM step's params, (h, c) state and input x_t (batch, features)."""
+    param_tree(params, {"kernel": (None, None), "recurrent_kernel": (None, None)}
+               | ({"bias": (None,)} if isinstance(params, Mapping) and "bias" in params else {}), what)
+    features, four_units = params["kernel"].shape
+    units = four_units // 4
+    param_tree(params, {"kernel": (features, 4 * units), "recurrent_kernel": (units, 4 * units)}
+               | ({"bias": (4 * units,)} if "bias" in params else {}), what)
+    x_t = array(x_t, f"{what} x_t")
+    if x_t.ndim != 2 or x_t.shape[1] != features:
+        raise ValueError(f"{what}: expected x_t of shape (batch, {features}), got {tuple(x_t.shape)}")
+    h, c = states(state, 2, x_t.shape[0], [units, units], params["kernel"].dtype, what)
+    return h, c
+
+
+def prng_key(rng: Any, what: str) -> jax.Array:
+    """A JAX PRNG key: a typed key or a raw uint32 (2,) key."""
+    dtype = getattr(rng, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == np.uint32 and getattr(rng, "shape", None) == (2,)
+    if not (typed or raw):
+        got = f"{dtype} {getattr(rng, 'shape', '')}" if dtype is not None else type(rng).__name__
+        raise TypeError(f"{what}: expected rng as a PRNG key (jax.random.key), got {got}")
+    return rng

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from jlstm import _checks
 from jlstm.activations import Activation, get_activation
 
 State = tuple[jax.Array, jax.Array]
@@ -69,7 +70,7 @@ def lstm_step(
 
     The same math the scan runs, for custom loops and autoregressive decoding.
     """
-    h, c = state
+    h, c = _checks.step_state(params, state, x_t, "lstm_step")
     z = x_t @ params["kernel"] + h @ params["recurrent_kernel"]
     if "bias" in params:
         z = z + params["bias"]

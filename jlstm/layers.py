@@ -160,7 +160,7 @@ def dropout_rng(spec: LSTMSpec, training: bool, rng: jax.Array | None, what: str
         return None
     if rng is None:
         raise ValueError(f"{what}: expected rng=<PRNG key> with training=True (dropout is on), got None")
-    return rng
+    return _checks.prng_key(rng, what)
 
 
 def dropout_masks(
@@ -342,7 +342,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
             return x
         if rng is None:
             raise ValueError(f"{what}: expected rng=<PRNG key> with training=True, got None")
-        return x * _scaled_keep(rng, rate, x.shape, x.dtype)
+        return x * _scaled_keep(_checks.prng_key(rng, what), rate, x.shape, x.dtype)
 
     return Layer(init, apply, "Dropout", name, {"rate": rate})
 

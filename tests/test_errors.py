@@ -171,3 +171,20 @@ def test_bidirectional_with_a_wider_backward_layer(rng):
     shape, params = layer.init(rng, SHAPE)
     assert shape == (None, 6, 10)
     assert layer.apply(params, X).shape == (2, 6, 10)
+
+
+def test_step_and_rng_checks(lstm):
+    layer, params = lstm
+    state = (np.zeros((2, 4)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"x_t of shape \(batch, 3\), got \(2, 5\)"):
+        jlstm.lstm_step(params, state, np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"initial_state\[1\] of shape \(2, 4\), got \(2, 3\)"):
+        jlstm.lstm_step(params, (np.zeros((2, 4)), np.zeros((2, 3))), np.zeros((2, 3)))
+    dropped = jlstm.LSTM(4, dropout=0.5)
+    with pytest.raises(TypeError, match="PRNG key"):
+        dropped.apply(params, X, training=True, rng=7)
+    with pytest.raises(TypeError, match="PRNG key"):
+        jlstm.Dropout(0.5).apply({}, X, training=True, rng=np.zeros(3))
+    # both key kinds work
+    dropped.apply(params, X, training=True, rng=jax.random.PRNGKey(0))
+    dropped.apply(params, X, training=True, rng=jax.random.key(0))

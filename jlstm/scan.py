@@ -65,7 +65,8 @@ def _keep(keep: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
 def _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dropout,
                  recurrent_dropout, statics, emit):
     """The forward loop over xs, a tuple of time-major (T, B, F) inputs per direction.
-    Emits per step nothing, h, or (h, c, z) for the VJP, each (T, D, B, ...).
+    Emits per step nothing, h, or for the VJP (h, c, saved), each (T, D, B, ...), where
+    saved is (activated gates, tanh(c)) for tanh/sigmoid and (pre-activations, None) otherwise.
 
     Each step computes all four gates of all directions with one batched matmul,
     [x_t, h] @ [kernel; recurrent_kernel]: on XLA CPU that runs faster than reading an
@@ -110,8 +111,9 @@ def _result(hs, h, c, keep, statics: _Statics, return_sequences: bool):
 def _recurrence(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, return_sequences):
     """(sequence or None, h, c) of the LSTM over xs, a tuple of (T, B, F) per direction.
 
-    Its VJP reuses the saved gate pre-activations, and computes every weight gradient
-    and the input gradient as one GEMM over all timesteps after the backward loop.
+    Its VJP reuses what the forward loop saved of each step's gates, and computes every
+    weight gradient and the input gradient as one GEMM over all timesteps after the
+    backward loop.
     """
     emit = "h" if return_sequences else "none"
     (h, c), hs = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, None, None,
@@ -120,19 +122,18 @@ def _recurrence(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, r
 
 
 def _recurrence_fwd(xs, kernels, recurrent_kernels, biases, h0, c0, keep, statics, return_sequences):
-    (h, c), (hs, cs, zs) = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep,
-                                        None, None, statics, "residuals")  # zs: (gates, tanh c) or (z, None)
+    (h, c), (hs, cs, saved) = _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep,
+                                           None, None, statics, "residuals")
     out = _result(hs, h, c, keep, statics, return_sequences)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
     c_prev = jnp.concatenate([c0[None], cs[:-1]])
-    return out, (xs, kernels, recurrent_kernels, biases is not None, keep, h_prev, c_prev, zs)
+    return out, (xs, kernels, recurrent_kernels, biases is not None, keep, h_prev, c_prev, saved)
 
 
 def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
-    xs, kernels, recurrent_kernels, has_bias, keep, h_prev, c_prev, zs = residuals
+    xs, kernels, recurrent_kernels, has_bias, keep, h_prev, c_prev, saved = residuals
     d_seq, d_h, d_c = cotangents
-    d_zs = _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics)
-    (d_h0, d_c0), d_zs = d_zs
+    (d_h0, d_c0), d_zs = _backward_loop(recurrent_kernels, keep, c_prev, saved, d_seq, d_h, d_c, statics)
     t, _, b, u = h_prev.shape
     flat = lambda a: a.reshape(t * b, a.shape[-1])  # noqa: E731
     # Gradients as one (T*B)-long GEMM per direction, not one small matmul per step.
@@ -143,7 +144,7 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
     return d_xs, d_kernels, d_recurrent, d_biases, d_h0, d_c0, None
 
 
-def _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics):
+def _backward_loop(recurrent_kernels, keep, c_prev, saved, d_seq, d_h, d_c, statics):
     """The reverse scan: the carry's and each step's gate pre-activation cotangents."""
     gates = functools.partial(
         lstm_gates, activation=statics.activation, recurrent_activation=statics.recurrent_activation
@@ -153,11 +154,12 @@ def _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics
     zero_masked_output = keep is not None and statics.zero_output_for_mask
     recurrent_kernels_t = jnp.swapaxes(recurrent_kernels, 1, 2)
 
-    def gates_vjp(saved, c_before, d_h_new, d_c_new):
+    def gates_vjp(saved_t, c_before, d_h_new, d_c_new):
         if not statics.closed_form:
-            _, vjp = jax.vjp(gates, saved[0], c_before)
+            _, vjp = jax.vjp(gates, saved_t[0], c_before)
             return vjp((d_h_new, d_c_new))
-        acts, tanh_c = saved
+        # h = o * tanh(c), c = f * c_before + i * g, with sigmoid i, f, o and tanh g.
+        acts, tanh_c = saved_t
         i, f, g, o = jnp.split(acts, 4, axis=-1)
         d_c_total = d_c_new + d_h_new * o * (1 - tanh_c * tanh_c)
         d_z = jnp.concatenate([
@@ -170,20 +172,20 @@ def _backward_loop(recurrent_kernels, keep, c_prev, zs, d_seq, d_h, d_c, statics
 
     def step(carry, inputs):
         d_h, d_c = carry
-        d_out, saved, c_before, keep_t = inputs
+        d_out, saved_t, c_before, keep_t = inputs
         d_h_new = d_h + d_out
         d_h_pass = d_h if zero_masked_output else d_h_new
         d_c_new = d_c
         if keep_t is not None:
             d_h_new, d_h_pass = jnp.where(keep_t, d_h_new, 0), jnp.where(keep_t, 0, d_h_pass)
             d_c_new, d_c_pass = jnp.where(keep_t, d_c, 0), jnp.where(keep_t, 0, d_c)
-        d_z, d_c_before = gates_vjp(saved, c_before, d_h_new, d_c_new)
+        d_z, d_c_before = gates_vjp(saved_t, c_before, d_h_new, d_c_new)
         d_h_before = jnp.matmul(d_z, recurrent_kernels_t)
         if keep_t is not None:
             d_h_before, d_c_before = d_h_before + d_h_pass, d_c_before + d_c_pass
         return (d_h_before, d_c_before), tuple(d_z)
 
-    return lax.scan(step, (d_h, d_c), (d_seq, zs, c_prev, keep), reverse=True, unroll=statics.unroll)
+    return lax.scan(step, (d_h, d_c), (d_seq, saved, c_prev, keep), reverse=True, unroll=statics.unroll)
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

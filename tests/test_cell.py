@@ -69,13 +69,16 @@ def stream(layer, params, x, mask, chunks):
     return jnp.concatenate(outs, axis=1), state
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_streaming_chunks_equal_one_pass(masked):
-    layer = jlstm.LSTM(U, return_sequences=True, return_state=True)
-    params = init(layer, 2)
-    x, mask = data(2)
+def test_streaming_chunks_equal_one_pass(masked, go_backwards):
+    # go_backwards reads time from the end, so its chunks go last-first; each chunk's
+    # sequence comes back in processing order, as the full pass returns it.
+    layer = jlstm.LSTM(U, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    params = init(layer, 4 if go_backwards else 2)
+    x, mask = data(4 if go_backwards else 2)
     mask = mask if masked else None
-    seq, (h, c) = stream(layer, params, x, mask, CHUNKS)
+    seq, (h, c) = stream(layer, params, x, mask, CHUNKS[::-1] if go_backwards else CHUNKS)
     full_seq, full_h, full_c = layer.apply(params, x, mask=mask)
     close(seq, full_seq)
     close(h, full_h)
@@ -92,21 +95,6 @@ def test_streaming_with_lengths_equals_mask():
     full_seq, full_h, _ = layer.apply(params, x, lengths=lengths)
     close(seq, full_seq)
     close(h, full_h)
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_go_backwards_streams_chunks_in_reverse_order(masked):
-    # go_backwards reads time from the end, so the chunks go last-first; each chunk's
-    # sequence comes back in processing order, as the full pass returns it.
-    layer = jlstm.LSTM(U, return_sequences=True, return_state=True, go_backwards=True)
-    params = init(layer, 4)
-    x, mask = data(4)
-    mask = mask if masked else None
-    seq, (h, c) = stream(layer, params, x, mask, CHUNKS[::-1])
-    full_seq, full_h, full_c = layer.apply(params, x, mask=mask)
-    close(seq, full_seq)
-    close(h, full_h)
-    close(c, full_c)
 
 
 def test_streaming_one_step_at_a_time_equals_step_loop():

@@ -74,7 +74,7 @@ def _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dro
     """
     per_gate = input_dropout is not None or recurrent_dropout is not None
     stacked = None if per_gate else jnp.concatenate([kernels, recurrent_kernels], axis=1)
-    bias = 0.0 if biases is None else biases[:, None, :]
+    bias = None if biases is None else biases[:, None, :]
 
     def step(carry, inputs):
         x_t, keep_t = inputs
@@ -85,7 +85,8 @@ def _scan_states(xs, kernels, recurrent_kernels, biases, h0, c0, keep, input_dro
                 h_prev, recurrent_kernels, recurrent_dropout)
         else:
             z = jnp.matmul(jnp.concatenate([x_t, h_prev], axis=-1), stacked)
-        z = z + bias
+        if bias is not None:
+            z = z + bias
         gates = gate_activations(z, c_prev.shape[-1], statics.activation, statics.recurrent_activation)
         h, c, activated_c = cell_update(gates, c_prev, statics.activation)
         h, c = _keep(keep_t, h, h_prev), _keep(keep_t, c, c_prev)

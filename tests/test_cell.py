@@ -69,6 +69,14 @@ def stream(layer, params, x, mask, chunks):
     return jnp.concatenate(outs, axis=1), state
 
 
+def assert_streams_like_one_pass(layer, params, x, stream_mask, chunks, **apply_kwargs):
+    seq, (h, c) = stream(layer, params, x, stream_mask, chunks)
+    full_seq, full_h, full_c = layer.apply(params, x, **apply_kwargs)
+    close(seq, full_seq)
+    close(h, full_h)
+    close(c, full_c)
+
+
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 def test_streaming_chunks_equal_one_pass(masked, go_backwards):
@@ -78,11 +86,8 @@ def test_streaming_chunks_equal_one_pass(masked, go_backwards):
     params = init(layer, 4 if go_backwards else 2)
     x, mask = data(4 if go_backwards else 2)
     mask = mask if masked else None
-    seq, (h, c) = stream(layer, params, x, mask, CHUNKS[::-1] if go_backwards else CHUNKS)
-    full_seq, full_h, full_c = layer.apply(params, x, mask=mask)
-    close(seq, full_seq)
-    close(h, full_h)
-    close(c, full_c)
+    assert_streams_like_one_pass(layer, params, x, mask, CHUNKS[::-1] if go_backwards else CHUNKS,
+                                 mask=mask)
 
 
 def test_streaming_with_lengths_equals_mask():
@@ -91,10 +96,7 @@ def test_streaming_with_lengths_equals_mask():
     x, _ = data(3)
     lengths = np.array([T, 6, 2])
     mask = np.arange(T)[None, :] < lengths[:, None]
-    seq, (h, _) = stream(layer, params, x, mask, CHUNKS)
-    full_seq, full_h, _ = layer.apply(params, x, lengths=lengths)
-    close(seq, full_seq)
-    close(h, full_h)
+    assert_streams_like_one_pass(layer, params, x, mask, CHUNKS, lengths=lengths)
 
 
 def test_streaming_one_step_at_a_time_equals_step_loop():

@@ -21,6 +21,7 @@ from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
 from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking
 from jlstm.summary import Namer, count_params, summary
+from jlstm.tuning import config
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "Masking",
     "Namer",
     "Sequential",
+    "config",
     "count_params",
     "get_activation",
     "get_initializer",

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jlstm import _checks
 from jlstm.activations import Activation, get_activation
@@ -26,14 +27,20 @@ State = tuple[jax.Array, jax.Array]
 
 
 def gate_activations(
-    z: jax.Array, units: int, activation: Activation, recurrent_activation: Activation
+    z: jax.Array,
+    units: int,
+    activation: Activation,
+    recurrent_activation: Activation,
+    axis: int = -1,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """The activated gates (i, f, c candidate, o) from the pre-activations `z` (..., 4U)."""
+    """The activated gates (i, f, c candidate, o) from the pre-activations `z`, whose
+    `axis` (the last, or -2 in the scan's column layout) holds the 4U gate columns."""
     # One recurrent_activation over all 4U columns, then slices: on XLA CPU this fuses into
     # one loop and runs 3x faster than activating each gate's slice (the c block is unused).
     gates = recurrent_activation(z)
     u = units
-    return gates[..., :u], gates[..., u : 2 * u], activation(z[..., 2 * u : 3 * u]), gates[..., 3 * u :]
+    block = lambda a, k: lax.slice_in_dim(a, k * u, (k + 1) * u, axis=axis)  # noqa: E731
+    return block(gates, 0), block(gates, 1), activation(block(z, 2)), block(gates, 3)
 
 
 def cell_update(
@@ -51,9 +58,10 @@ def lstm_gates(
     c: jax.Array,
     activation: Activation = jnp.tanh,
     recurrent_activation: Activation = jax.nn.sigmoid,
+    axis: int = -1,
 ) -> State:
-    """From the gate pre-activations `z` (..., 4U) and the cell state `c`, the new `(h, c)`."""
-    gates = gate_activations(z, c.shape[-1], activation, recurrent_activation)
+    """From the gate pre-activations `z` (4U along `axis`) and the cell state `c`, the new `(h, c)`."""
+    gates = gate_activations(z, c.shape[axis], activation, recurrent_activation, axis)
     h, c, _ = cell_update(gates, c, activation)
     return h, c
 

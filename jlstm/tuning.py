@@ -1,0 +1,250 @@
+"""Which form the scan takes on this machine and shape: measured once, then remembered.
+
+The scan can lay out each step's matmul several ways (`FORWARD_FORMS`, `BACKWARD_FORMS`),
+all with the same results up to float rounding; which is fastest depends on the CPU and the
+shape (a layout that wins on one x86 CPU can lose 1.6x on another). At the first call of a
+shape signature the tuner compiles and times every candidate on dummy data of that shape,
+keeps the winner in memory and in a JSON file in the user's cache directory, and reuses it.
+
+Set before the first call, through `jlstm.config.update` or the environment:
+
+- `tune` (`JLSTM_TUNE=0` turns it off): off, the scan takes `default_form`'s static rule.
+- `forward_form`, `backward_form` (`JLSTM_FORWARD_FORM`, `JLSTM_BACKWARD_FORM`): force a form.
+- `cache_dir` (`JLSTM_CACHE_DIR`; default `$XDG_CACHE_HOME/jlstm` or `~/.cache/jlstm`).
+
+>>> import jlstm
+>>> jlstm.config.update(forward_form="rows-fused")   # every forward pass takes this form
+>>> jlstm.config.forward_form
+'rows-fused'
+>>> jlstm.config.update(forward_form=None)           # the tuner chooses again
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import time
+import warnings
+from typing import Any, Callable, NamedTuple
+
+import jax
+import numpy as np
+
+from jlstm.checkpoint import write_atomic
+
+# "rows": states (B, U) and z = [x_t, h] @ W; "cols": states (U, B) and z = W^T @ [x_t; h].
+# "fused": one dot of [x_t, h] per step; "split": x_t and h in two dots; "hoisted": the input
+# projection of every step as one GEMM before the loop. "-t": the weight is stored (4U, K)
+# and contracted on its last axis (einsum "nk,bk->bn"), which XLA's CPU dot emits differently.
+FORWARD_FORMS = (
+    "rows-fused", "rows-fused-t", "rows-split", "rows-hoisted-t", "cols-fused", "cols-split", "cols-hoisted",
+)
+# The backward loop's one dot, d_h = d_z @ recurrent_kernel^T, in the same layouts.
+BACKWARD_FORMS = ("rows", "rows-t", "cols")
+FORMS = {"forward": FORWARD_FORMS, "backward": BACKWARD_FORMS}
+CACHE_FORMAT = "jlstm-scan-forms"
+CACHE_VERSION = 1
+TUNE_STEPS = 32  # dummy sequences are at most this long: the per-step cost is what differs
+
+
+class Signature(NamedTuple):
+    """What a form is chosen for: one scan's shapes and dtype."""
+
+    directions: int
+    batch: int
+    timesteps: int
+    features: int
+    units: int
+    dtype: str
+
+
+class Config:
+    """The tuner's settings: `jlstm.config`. Read from the environment at import."""
+
+    def __init__(self) -> None:
+        env = os.environ
+        self.tune = env.get("JLSTM_TUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+        self.forward_form = _form_or_none(env.get("JLSTM_FORWARD_FORM") or None, "forward", "JLSTM_FORWARD_FORM")
+        self.backward_form = _form_or_none(env.get("JLSTM_BACKWARD_FORM") or None, "backward", "JLSTM_BACKWARD_FORM")
+        self.cache_dir = env.get("JLSTM_CACHE_DIR") or os.path.join(
+            env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jlstm")
+
+    def update(self, **changes: Any) -> None:
+        """Sets `tune`, `forward_form`, `backward_form` or `cache_dir`; compiled functions are
+        dropped (`jax.clear_caches()`) so that the next call takes the new setting."""
+        checked = {}
+        for name, value in changes.items():
+            if name == "tune":
+                if not isinstance(value, bool):
+                    raise TypeError(f"jlstm.config tune: expected a bool, got {value!r}")
+            elif name in ("forward_form", "backward_form"):
+                value = _form_or_none(value, name.split("_")[0], f"jlstm.config {name}")
+            elif name == "cache_dir":
+                if not isinstance(value, (str, os.PathLike)):
+                    raise TypeError(f"jlstm.config cache_dir: expected a path, got {value!r}")
+                value = os.fspath(value)
+            else:
+                raise ValueError(
+                    f"jlstm.config: expected one of tune, forward_form, backward_form, cache_dir, got {name!r}")
+            checked[name] = value
+        vars(self).update(checked)
+        _warned.clear()
+        jax.clear_caches()
+
+    def __repr__(self) -> str:
+        return "jlstm.config(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
+
+
+def _form_or_none(form: Any, kind: str, what: str) -> str | None:
+    if form is None or form in FORMS[kind]:
+        return form
+    raise ValueError(f"{what}: expected None or one of {', '.join(FORMS[kind])}, got {form!r}")
+
+
+config = Config()
+
+
+class Choice(NamedTuple):
+    """A tuned choice: the winning form and every candidate's seconds (None: read from the cache)."""
+
+    form: str
+    seconds: dict[str, float] | None
+
+
+_memory: dict[str, Choice] = {}
+_warned: set[str] = set()
+
+
+def default_form(kind: str, signature: Signature) -> str:
+    """The static rule, best on average over the bench shapes on the CPUs measured: the
+    column layout once the weights are large (U >= 256), the row layout below."""
+    large = signature.units >= 256
+    if kind == "forward":
+        return "cols-fused" if large else "rows-fused"
+    return "cols" if large else "rows"
+
+
+def choose(kind: str, signature: Signature, measure: Callable[[str], float]) -> str:
+    """The form of `kind` ("forward" or "backward") for `signature`: forced by the config,
+    the static rule with tuning off, else the remembered or newly measured fastest."""
+    forced = config.forward_form if kind == "forward" else config.backward_form
+    if forced is not None:
+        return forced
+    if not config.tune:
+        return default_form(kind, signature)
+    key = cache_key(kind, signature)
+    if key not in _memory:
+        stored = _read_cache().get(key)
+        _memory[key] = Choice(stored, None) if stored in FORMS[kind] else _measure(kind, key, measure)
+    return _memory[key].form
+
+
+def _measure(kind: str, key: str, measure: Callable[[str], float]) -> Choice:
+    with jax.ensure_compile_time_eval():  # run the candidates now, even inside a caller's trace
+        seconds = {form: measure(form) for form in FORMS[kind]}
+    choice = Choice(min(seconds, key=seconds.__getitem__), seconds)
+    _write_cache(key, choice.form)
+    return choice
+
+
+def choices() -> dict[str, Choice]:
+    """Every choice this process made or read, by cache key."""
+    return dict(_memory)
+
+
+def forget() -> None:
+    """Drops the choices held in memory (the cache file stays)."""
+    _memory.clear()
+
+
+def time_call(fn: Callable[..., Any], *args: Any, repeats: int = 3) -> float:
+    """Seconds of the fastest of `repeats` calls of `jax.jit(fn)(*args)`, compiled first."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def machine() -> str:
+    """The backend, processor model and jax version that a choice holds for."""
+    return f"{jax.default_backend()}|{cpu_model()}|jax {jax.__version__}"
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name, as `lscpu` prints it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_key(kind: str, signature: Signature) -> str:
+    """The cache file's key for a choice: the machine, the kind and the signature."""
+    d, b, t, f, u, dtype = signature
+    return f"{machine()}|{kind}|{dtype} D={d} B={b} T={t} F={f} U={u}"
+
+
+def cache_path() -> str:
+    """The JSON file where choices are kept."""
+    return os.path.join(config.cache_dir, "scan_forms.json")
+
+
+def _read_cache() -> dict[str, str]:
+    """The cache file's entries; a missing file is empty, a corrupt or foreign one is
+    ignored with a warning (once), and so is any entry that names no known form."""
+    path = cache_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        return _distrust(path, f"unreadable ({type(error).__name__}: {error})")
+    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
+        return _distrust(path, f"not a jlstm form cache (expected format {CACHE_FORMAT!r})")
+    if payload.get("version") != CACHE_VERSION or not isinstance(payload.get("entries"), dict):
+        return _distrust(path, f"expected version {CACHE_VERSION} with an 'entries' object")
+    known = set(FORWARD_FORMS + BACKWARD_FORMS)
+    return {k: v for k, v in payload["entries"].items() if isinstance(k, str) and v in known}
+
+
+def _distrust(path: str, why: str) -> dict[str, str]:
+    if path not in _warned:
+        _warned.add(path)
+        warnings.warn(f"jlstm: ignoring the scan form cache {path}: {why}; forms are measured "
+                      "again and kept in memory only (delete the file to rebuild it)", stacklevel=3)
+    return {}
+
+
+def _write_cache(key: str, form: str) -> None:
+    """Adds one entry to the cache file, atomically; a file we distrust is left alone."""
+    path = cache_path()
+    if path in _warned:
+        return
+    entries = _read_cache()
+    if path in _warned:
+        return
+    entries[key] = form
+    payload = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": dict(sorted(entries.items()))}
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(path, json.dumps(payload, indent=1).encode())
+    except OSError as error:
+        _distrust(path, f"not writable ({error})")
+
+
+def dummy(shape: tuple[int, ...], dtype: Any, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+    """A concrete array of normal draws, for timing candidates."""
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)

@@ -21,6 +21,7 @@ Set before the first call, through `jlstm.config.update` or the environment:
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import os
@@ -44,9 +45,16 @@ FORWARD_FORMS = (
 # The backward loop's one dot, d_h = d_z @ recurrent_kernel^T, in the same layouts.
 BACKWARD_FORMS = ("rows", "rows-t", "cols")
 FORMS = {"forward": FORWARD_FORMS, "backward": BACKWARD_FORMS}
+# What the tuner times. The hoisted forms are left out: on dummy sequences short enough to
+# time in a second their projection stays in cache and they look fastest, while at the
+# bench's full lengths they lost at every shape on both CPUs measured (bench/RESULTS.md).
+# They can still be forced.
+CANDIDATES = {"forward": tuple(f for f in FORWARD_FORMS if "hoisted" not in f), "backward": BACKWARD_FORMS}
 CACHE_FORMAT = "jlstm-scan-forms"
 CACHE_VERSION = 1
-TUNE_STEPS = 32  # dummy sequences are at most this long: the per-step cost is what differs
+# Below this many FLOPs per call every form takes a few microseconds, dispatch dominates,
+# and the static rule is taken without measuring.
+SMALL_FLOPS = 5e7
 
 
 class Signature(NamedTuple):
@@ -58,6 +66,19 @@ class Signature(NamedTuple):
     features: int
     units: int
     dtype: str
+
+
+def flops(signature: Signature) -> float:
+    """The matmul FLOPs of one forward call of the signature."""
+    d, b, t, f, u, _ = signature
+    return 2.0 * d * b * t * (f + u) * 4 * u
+
+
+def tuning_steps(signature: Signature) -> int:
+    """How long the dummy sequences are: 8 to 32 steps, fewer for costlier steps, since
+    the per-step cost is what the forms change."""
+    per_step = flops(signature) / signature.timesteps
+    return max(1, min(signature.timesteps, 32, max(8, int(4e8 // per_step))))
 
 
 class Config:
@@ -126,27 +147,54 @@ def default_form(kind: str, signature: Signature) -> str:
     return "cols" if large else "rows"
 
 
-def choose(kind: str, signature: Signature, measure: Callable[[str], float]) -> str:
+def choose(kind: str, signature: Signature, candidate: Callable[[str], Candidate]) -> str:
     """The form of `kind` ("forward" or "backward") for `signature`: forced by the config,
-    the static rule with tuning off, else the remembered or newly measured fastest."""
+    the static rule with tuning off, else the remembered or newly measured fastest, where
+    `candidate(form)` is the function and dummy arguments that run that form."""
     forced = config.forward_form if kind == "forward" else config.backward_form
     if forced is not None:
         return forced
-    if not config.tune:
+    if not config.tune or flops(signature) < SMALL_FLOPS:
         return default_form(kind, signature)
     key = cache_key(kind, signature)
     if key not in _memory:
         stored = _read_cache().get(key)
-        _memory[key] = Choice(stored, None) if stored in FORMS[kind] else _measure(kind, key, measure)
+        _memory[key] = Choice(stored, None) if stored in FORMS[kind] else _measure(kind, key, candidate)
     return _memory[key].form
 
 
-def _measure(kind: str, key: str, measure: Callable[[str], float]) -> Choice:
+class Candidate(NamedTuple):
+    """A form's computation on concrete dummy arguments, to compile and time."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+def _measure(kind: str, key: str, candidate: Callable[[str], Candidate]) -> Choice:
     with jax.ensure_compile_time_eval():  # run the candidates now, even inside a caller's trace
-        seconds = {form: measure(form) for form in FORMS[kind]}
+        candidates = {form: candidate(form) for form in CANDIDATES[kind]}
+        # XLA compiles outside the GIL: the candidates compile side by side.
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            compiled = dict(zip(candidates, pool.map(_compile, candidates.values())))
+        seconds = {form: _fastest(compiled[form], candidates[form].args) for form in candidates}
     choice = Choice(min(seconds, key=seconds.__getitem__), seconds)
     _write_cache(key, choice.form)
     return choice
+
+
+def _compile(candidate: Candidate) -> Callable[..., Any]:
+    return jax.jit(candidate.fn).lower(*candidate.args).compile()
+
+
+def _fastest(compiled: Callable[..., Any], args: tuple[Any, ...], repeats: int = 3) -> float:
+    """Seconds of the fastest of `repeats` calls, after one to warm up."""
+    jax.block_until_ready(compiled(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def choices() -> dict[str, Choice]:
@@ -157,18 +205,6 @@ def choices() -> dict[str, Choice]:
 def forget() -> None:
     """Drops the choices held in memory (the cache file stays)."""
     _memory.clear()
-
-
-def time_call(fn: Callable[..., Any], *args: Any, repeats: int = 3) -> float:
-    """Seconds of the fastest of `repeats` calls of `jax.jit(fn)(*args)`, compiled first."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    jax.block_until_ready(compiled(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 @functools.cache
@@ -246,5 +282,6 @@ def _write_cache(key: str, form: str) -> None:
 
 
 def dummy(shape: tuple[int, ...], dtype: Any, scale: float = 1.0, seed: int = 0) -> np.ndarray:
-    """A concrete array of normal draws, for timing candidates."""
-    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+    """A concrete array of uniform draws in [-scale, scale), for timing candidates."""
+    draws = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    return ((2 * draws - 1) * scale).astype(dtype)

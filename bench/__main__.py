@@ -35,9 +35,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only-jlstm", action="store_true", help="same as --peers jlstm")
     parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: per shape)")
     parser.add_argument("--no-extras", dest="extras", action="store_false",
-                        help="skip the torch agreement check, compile scaling and remat memory rows")
+                        help="skip the torch agreement check, the sweep of jlstm's scan forms, compile scaling "
+                             "and remat memory rows")
     parser.add_argument("--out", default=os.path.join("bench", "out"), help="directory for results.json and results.md")
-    parser.add_argument("--results", help="also write the Markdown report here (e.g. bench/RESULTS.md)")
+    parser.add_argument("--results", help="also keep this run as its CPU model's section of this Markdown file "
+                                          "(e.g. bench/RESULTS.md), beside the other CPU models' last runs")
     args = parser.parse_args(argv)
     args.peers = ["jlstm"] + [p for p in args.peers if p != "jlstm" and not args.only_jlstm]
     args.shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
@@ -120,6 +122,8 @@ def run_group(peers: Sequence[str], x: np.ndarray, shape: Shape, direction: str,
                              {p: f[1] for p, f in firsts.items()}, repeats)
     for peer, contender in contenders.items():
         results["rows"].append(row(peer, shape, bidirectional, forward[peer], train[peer], contender.jitted))
+    if "jlstm" in contenders:
+        results["forms"].append(extras.tuned_forms(shape, bidirectional))
 
 
 def run_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -132,6 +136,9 @@ def run_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
             if args.extras:
                 check_agreement(x, shape, direction, results)
             run_group(args.peers, x, shape, direction, repeats, results, skipped)
+            if args.extras:
+                progress(f"form sweep {shape.name} {direction}")
+                results["form_sweep"] += extras.form_sweep(x, shape, DIRECTIONS[direction], min(repeats, 3))
             gc.collect()
     add_ratios(results["rows"])
 
@@ -164,7 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": extras.machine(),
         "config": {"quick": args.quick, "shapes": {n: SHAPES[n]._asdict() for n in args.shapes},
                    "directions": args.directions, "peers": args.peers, "repeats": args.repeats},
-        "rows": [], "agreement": [], "compile_scaling": [], "remat_memory": [], "notes": [],
+        "rows": [], "forms": [], "form_sweep": [], "agreement": [], "compile_scaling": [], "remat_memory": [],
+        "notes": [],
     }
     progress("roofline: f32 matmul")
     results["roofline"] = extras.roofline(512 if args.quick else 2048, 3 if args.quick else 10)

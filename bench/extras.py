@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import SCALING_TIMESTEPS, Shape
-from bench.peers import SkipPeer, cpu_count, jlstm_layer, mean_square, require
+from bench.peers import SkipPeer, cpu_count, forms, jlstm_layer, mean_square, require, signature, static_forms
 from bench.timing import seconds, time_calls
+from jlstm import tuning
 from jlstm.interop import to_torch
 
 AGREEMENT_TOLERANCE = 1e-4
@@ -28,6 +29,7 @@ def machine() -> dict[str, Any]:
     """The CPU, cores, library versions and jlstm's commit this run measured."""
     return {
         "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "cores": cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -46,6 +48,19 @@ def _cpu_model() -> str:
         return names[0] if names else platform.processor() or "unknown"
     except OSError:
         return platform.processor() or "unknown"
+
+
+# The instruction sets that decide which matmul kernels a CPU runs.
+_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in _FLAGS if flag in flags]
 
 
 def _version(distribution: str) -> str | None:
@@ -110,7 +125,13 @@ def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **o
 def compile_scaling(
     shape: Shape, directions: Sequence[bool], calls: Sequence[str] = ("forward", "train")
 ) -> list[dict[str, Any]]:
-    """Trace-lower-compile seconds of jlstm's `calls` at the short and long SCALING_TIMESTEPS, per direction."""
+    """Trace-lower-compile seconds of jlstm's `calls` at the short and long SCALING_TIMESTEPS, per
+    direction, with the static rule's forms (tuning, once per shape, is not compiling)."""
+    with forms(*static_forms((shape.batch, SCALING_TIMESTEPS[-1], shape.features), shape.units, False)):
+        return _compile_scaling(shape, directions, calls)
+
+
+def _compile_scaling(shape: Shape, directions: Sequence[bool], calls: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     for bidirectional in directions:
         for train in (call == "train" for call in calls):
@@ -148,4 +169,36 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
                 "output_bytes": stats.output_size_in_bytes,
                 "peak_bytes": peak,
             })
+    return rows
+
+
+def tuned_forms(shape: Shape, bidirectional: bool) -> dict[str, Any]:
+    """The forms jlstm's tuner chose for this shape (after jlstm ran), and the static rule's."""
+    sig = signature((shape.batch, shape.timesteps, shape.features), shape.units, bidirectional)
+    static = static_forms(sig[1:4], shape.units, bidirectional)
+    chosen = tuning.choices()
+    row: dict[str, Any] = {"shape": shape.name, "direction": "bi" if bidirectional else "uni"}
+    for kind, default in zip(("forward", "backward"), static):
+        choice = chosen.get(tuning.cache_key(kind, sig))
+        row[kind] = choice.form if choice else None
+        row[f"{kind}_static"] = default
+    row["tuned"] = tuning.flops(sig) >= tuning.SMALL_FLOPS
+    return row
+
+
+def form_sweep(x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -> list[dict[str, Any]]:
+    """jlstm's forward time with each forward form, and its training step with each backward
+    form (the forward tuned), at the full shape: what each tried form gave."""
+    layer = jlstm_layer(shape.units, bidirectional)
+    _, params = layer.init(jax.random.key(0), x.shape)
+    x = jnp.asarray(x)
+    train = jax.value_and_grad(lambda p, x: mean_square(layer.apply(p, x)))
+    rows = []
+    for call, fn, kind in (("forward", layer.apply, "forward"), ("train", train, "backward")):
+        for form in tuning.FORMS[kind]:
+            with forms(form if kind == "forward" else None, form if kind == "backward" else None):
+                compiled = jax.jit(fn).lower(params, x).compile()
+            timing = time_calls(lambda: jax.block_until_ready(compiled(params, x)), repeats)
+            rows.append({"shape": shape.name, "direction": "bi" if bidirectional else "uni", "call": call,
+                         "form": form, "min_ms": timing.min_s * 1e3})
     return rows

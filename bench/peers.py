@@ -8,9 +8,10 @@ its public API only (`jlstm.LSTM`, `jlstm.Bidirectional`, `init`, `apply`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ import numpy as np
 from jax import lax
 
 import jlstm
+from jlstm import tuning
 
 
 class SkipPeer(Exception):
@@ -73,6 +75,41 @@ def jlstm_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
     layer = jlstm_layer(units, bidirectional)
     _, params = layer.init(jax.random.key(0), x.shape)
     return jax_contender(layer.apply, params, x)
+
+
+def jlstm_static_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
+    """jlstm with the tuner's static rule instead of the tuned forms: what tuning buys on
+    this machine. A layer of its own, compiled here while the forms are forced (forms are
+    fixed when a function is traced)."""
+    layer = jlstm_layer(units, bidirectional)
+    _, params = layer.init(jax.random.key(0), x.shape)
+    contender = jax_contender(layer.apply, params, x)
+    with forms(*static_forms(x.shape, units, bidirectional)):
+        contender.forward()
+        contender.train()
+    return contender._replace(jitted=False)
+
+
+def signature(shape: tuple[int, int, int], units: int, bidirectional: bool) -> tuning.Signature:
+    """The tuner's signature of jlstm's scan for inputs of `shape`."""
+    return tuning.Signature(2 if bidirectional else 1, *shape, units, "float32")
+
+
+def static_forms(shape: tuple[int, int, int], units: int, bidirectional: bool) -> tuple[str, str]:
+    """The static rule's (forward, backward) forms for this call."""
+    sig = signature(shape, units, bidirectional)
+    return tuning.default_form("forward", sig), tuning.default_form("backward", sig)
+
+
+@contextlib.contextmanager
+def forms(forward: str | None, backward: str | None) -> Iterator[None]:
+    """jlstm.config with these forms forced while the block traces, then as it was."""
+    saved = {"forward_form": jlstm.config.forward_form, "backward_form": jlstm.config.backward_form}
+    jlstm.config.update(forward_form=forward, backward_form=backward)
+    try:
+        yield
+    finally:
+        jlstm.config.update(**saved)
 
 
 def torch_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
@@ -156,6 +193,7 @@ PEERS: dict[str, Callable[[np.ndarray, int, bool], Contender]] = {
     "flax": flax_peer,
     "keras": keras_peer,
     "equinox": equinox_peer,
+    "jlstm-static": jlstm_static_peer,
 }
 
 LABELS = {
@@ -164,4 +202,5 @@ LABELS = {
     "flax": "flax nn.RNN(OptimizedLSTMCell) / nn.Bidirectional",
     "keras": "keras.layers.LSTM, JAX backend, stateless_call under jit",
     "equinox": "equinox nn.LSTMCell in lax.scan, vmapped",
+    "jlstm-static": "jlstm with the static rule's forms instead of the tuned ones",
 }

@@ -6,7 +6,8 @@ shape (a layout that wins on one x86 CPU can lose 1.6x on another). At the first
 shape signature the tuner compiles and times every candidate on dummy data of that shape,
 keeps the winner in memory and in a JSON file in the user's cache directory, and reuses it.
 
-Set before the first call, through `jlstm.config.update` or the environment:
+Set through `jlstm.config.update` or the environment, before the calls it should apply to
+are traced:
 
 - `tune` (`JLSTM_TUNE=0` turns it off): off, the scan takes `default_form`'s static rule.
 - `forward_form`, `backward_form` (`JLSTM_FORWARD_FORM`, `JLSTM_BACKWARD_FORM`): force a form.
@@ -93,8 +94,9 @@ class Config:
             env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jlstm")
 
     def update(self, **changes: Any) -> None:
-        """Sets `tune`, `forward_form`, `backward_form` or `cache_dir`; compiled functions are
-        dropped (`jax.clear_caches()`) so that the next call takes the new setting."""
+        """Sets `tune`, `forward_form`, `backward_form` or `cache_dir`. Forms are fixed when a
+        function is traced: the change applies to calls traced after it (`jax.clear_caches()`
+        retraces the ones already compiled)."""
         checked = {}
         for name, value in changes.items():
             if name == "tune":
@@ -112,7 +114,6 @@ class Config:
             checked[name] = value
         vars(self).update(checked)
         _warned.clear()
-        jax.clear_caches()
 
     def __repr__(self) -> str:
         return "jlstm.config(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"

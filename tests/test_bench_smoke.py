@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import report
+from jlstm import tuning
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +21,7 @@ def test_quick_bench_reports_jlstm_and_positive_ratios(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "results.md").read_text().startswith("# jlstm beside its peers")
+    assert results["machine"]["cpu"] and isinstance(results["machine"]["cpu_flags"], list)
 
     rows = results["rows"]
     assert [r["peer"] for r in rows if r["peer"] == "jlstm"] == ["jlstm"]
@@ -36,3 +40,20 @@ def test_quick_bench_reports_jlstm_and_positive_ratios(tmp_path):
     assert results["roofline"]["jax_gflops"] > 0
     assert all(check["ok"] for check in results["agreement"])
     assert results["compile_scaling"] and results["remat_memory"]
+
+    # The forms: what the tuner chose (or the static rule, at this tiny shape), and each form's time.
+    (forms,) = results["forms"]
+    assert forms["forward"] is None and forms["forward_static"] == "rows-fused" and not forms["tuned"]
+    swept = {(r["call"], r["form"]) for r in results["form_sweep"]}
+    assert {form for call, form in swept if call == "forward"} == set(tuning.FORWARD_FORMS)
+    assert {form for call, form in swept if call == "train"} == set(tuning.BACKWARD_FORMS)
+    assert "The speed targets, judged on this run" in done.stdout
+
+
+def test_results_keep_one_section_per_cpu_model():
+    first = report.merge_section("", "## CPU A\nold A\n", "CPU A")
+    assert first.startswith(report.HEADER) and "old A" in first
+    both = report.merge_section(first + "\n## GPU\nno GPU figures\n", "## CPU B\nB\n", "CPU B")
+    assert both.index("CPU B") < both.index("CPU A") and "no GPU figures" in both  # newest first, rest kept
+    again = report.merge_section(both, "## CPU A\nnew A\n", "CPU A")
+    assert "new A" in again and "old A" not in again and "\nB\n" in again and "no GPU figures" in again

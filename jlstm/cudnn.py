@@ -77,7 +77,19 @@ def _static_reasons(spec: Any, dtype: Any, dropout_on: bool) -> list[str]:
          f"unroll={spec.unroll!r}"),
         (not spec.remat, "remat=False (cuDNN keeps every step)", "remat=True"),
     ]
-    return [f"expected {want}, got {got}" for ok, want, got in checks if not ok]
+    reasons = [f"expected {want}, got {got}" for ok, want, got in checks if not ok]
+    if not reasons and not _rnn_available():
+        reasons.append(f"expected jax.experimental.rnn with lstm_fwd and lstm_bwd, got jax {jax.__version__} "
+                       "without them")
+    return reasons
+
+
+def _rnn_available() -> bool:
+    try:
+        from jax.experimental import rnn
+    except ImportError:
+        return False
+    return callable(getattr(rnn, "lstm_fwd", None)) and callable(getattr(rnn, "lstm_bwd", None))
 
 
 def _mask_reason(mask: np.ndarray) -> str | None:

@@ -10,11 +10,11 @@ semantics included. A call qualifies when
 - the mask is absent, or right-padded with every length >= 1 (`lengths` >= 1 is),
 - and it is not under `jax.vmap` (cuDNN has no batching rule: there the scan runs).
 
-A concrete mask is checked in Python before the call; a traced one (under your own
-`jax.jit`) in the graph, with `lax.cond` choosing between cuDNN and the scan.
-`use_cudnn=True` raises a ValueError where cuDNN cannot apply (a traced mask that does
-not qualify still falls back: it can only be known when the program runs);
-`use_cudnn=False` always runs the scan.
+The mask is checked in the program: `lax.cond` picks cuDNN or the scan, both compiled
+once, so a call never waits on the host and a new mask never recompiles.
+`use_cudnn=True` raises a ValueError where cuDNN cannot apply, reading a concrete mask
+before the call (a traced mask that does not qualify still falls back: it is only known
+when the program runs); `use_cudnn=False` always runs the scan.
 
 cuDNN computes in float32 (`precision=HIGHEST`) unless `cudnn_allow_tf32=True`.
 
@@ -39,9 +39,6 @@ from jax.custom_batching import custom_vmap
 
 from jlstm import _checks
 from jlstm.scan import ScanResult, lstm_scan
-
-USE_CUDNN = ("auto", True, False)
-
 
 def _on_gpu() -> bool:
     """Whether the default backend is a GPU (tests monkeypatch this)."""
@@ -138,10 +135,10 @@ def _reasons(spec: Any, dtype: Any, mask: _Mask, dropout_on: bool) -> list[str]:
 
 def plan(specs: Sequence[Any], x: jax.Array, mask: jax.Array | None, dropout_on: bool,
          what: str) -> tuple[str, ...]:
-    """Per spec: "cudnn", "scan", or "cond" (the traced mask decides in the graph).
+    """Per spec: "cudnn", "scan", or "cond" (the mask decides in the program).
 
-    Raises the ValueError of `use_cudnn=True` where cuDNN cannot apply. Runs before JAX
-    traces the layer; a concrete mask is read on the host only when all else qualifies.
+    Runs before JAX traces the layer. `use_cudnn=True` raises its ValueError here where
+    cuDNN cannot apply, and only then is a concrete mask read on the host.
     """
     routes = []
     checked = _Mask(mask)
@@ -149,13 +146,20 @@ def plan(specs: Sequence[Any], x: jax.Array, mask: jax.Array | None, dropout_on:
         if spec.use_cudnn is False:
             routes.append("scan")
             continue
-        reasons = _reasons(spec, x.dtype, checked, dropout_on)
-        if spec.use_cudnn is True and reasons:
+        strict = spec.use_cudnn is True
+        reasons = _reasons(spec, x.dtype, checked, dropout_on) if strict else _static_reasons(
+            spec, x.dtype, dropout_on)
+        if strict and reasons:
             raise ValueError(
                 f"{what}: use_cudnn=True but cuDNN cannot run this call: {'; '.join(reasons)} "
                 "(use_cudnn='auto' runs the scan where cuDNN cannot)"
             )
-        routes.append("scan" if reasons else "cond" if checked.traced else "cudnn")
+        if reasons:
+            routes.append("scan")
+        elif mask is None or (strict and not checked.traced):
+            routes.append("cudnn")
+        else:
+            routes.append("cond")
     return tuple(routes)
 
 

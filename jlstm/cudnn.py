@@ -8,15 +8,18 @@ semantics included. A call qualifies when
 - activation is tanh and recurrent_activation sigmoid, params float32, `unroll=1`,
   `remat=False`, and no recurrent dropout acts (input dropout applies before the call),
 - the mask is absent, or right-padded with every length >= 1 (`lengths` >= 1 is),
-- and it is not under `jax.vmap` (cuDNN has no batching rule: there the scan runs).
+- and it is not under `jax.vmap` (cuDNN has no batching rule: there the scan runs; a
+  vmapped backward pass of a cuDNN forward, as `jax.jacrev` makes, recomputes the forward
+  with the scan and differentiates that).
 
 The mask is checked in the program: `lax.cond` picks cuDNN or the scan, both compiled
-once, so a call never waits on the host and a new mask never recompiles.
+once, so `apply` never reads the mask back to Python and a new mask never recompiles.
 `use_cudnn=True` raises a ValueError where cuDNN cannot apply, reading a concrete mask
 before the call (a traced mask that does not qualify still falls back: it is only known
 when the program runs); `use_cudnn=False` always runs the scan.
 
 cuDNN computes in float32 (`precision=HIGHEST`) unless `cudnn_allow_tf32=True`.
+`why_not(layer, params, x, ...)` lists why a call would not take cuDNN.
 
 >>> import jax, jax.numpy as jnp, jlstm
 >>> layer = jlstm.LSTM(4)

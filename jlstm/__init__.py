@@ -13,7 +13,7 @@ names and shapes.
 (4, 11, 10)
 """
 
-from jlstm import interop
+from jlstm import cudnn, interop
 from jlstm.activations import get_activation
 from jlstm.cell import lstm_gates, lstm_step
 from jlstm.checkpoint import load, save
@@ -36,6 +36,7 @@ __all__ = [
     "Sequential",
     "config",
     "count_params",
+    "cudnn",
     "get_activation",
     "get_initializer",
     "interop",

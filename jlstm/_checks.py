@@ -37,6 +37,12 @@ def named(value: Any, registry: Mapping[str, Any], what: str, callable_form: str
     )
 
 
+def flag(value: Any, what: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def rate(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{what}: expected a float in [0, 1), got {value!r}")

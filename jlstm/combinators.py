@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks
+from jlstm import _checks, cudnn
 from jlstm.layers import (
     LSTM,
     Layer,
@@ -26,7 +26,6 @@ from jlstm.layers import (
     dropout_rng,
     lstm_spec,
     prepare_lstm_call,
-    run_lstm_directions,
 )
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -112,24 +111,26 @@ def Bidirectional(
         outs = out if merge_mode is None else [out]
         return outs + fwd_shape[1:] + bwd_shape[1:], params
 
-    def directions(params, x, mask, h0s, c0s, key):
-        """Per direction (sequence or None, h, c): in one scan when the two share a spec."""
-        run = functools.partial(run_lstm_directions, x=x, mask=mask, return_sequences=return_sequences,
-                                zero_output_for_mask=return_sequences)
+    def directions(params, x, mask, h0s, c0s, key, routes):
+        """Per direction (sequence or None, h, c): in one scan (or one cuDNN call) when the
+        two share a spec."""
+        run = functools.partial(cudnn.run_lstm_directions, x=x, mask=mask, return_sequences=return_sequences,
+                                zero_output_for_mask=return_sequences, what=what)
         if specs[0] == specs[1]:
             result = run(specs[0], [params["forward"], params["backward"]], h0s=h0s, c0s=c0s,
-                         reverse=reverse, dropout_rng=key)
+                         reverse=reverse, dropout_rng=key, route=routes[0])
             return [_direction(result, d, return_sequences) for d in (0, 1)]
         return [
             _direction(run(spec, [params[role]], **_direction_states(h0s, c0s, d), reverse=(reverse[d],),
-                           dropout_rng=None if key is None else jax.random.fold_in(key, d)),
+                           dropout_rng=None if key is None else jax.random.fold_in(key, d), route=routes[d]),
                        0, return_sequences)
             for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
         ]
 
-    @jax.jit  # one dispatch for the whole layer once the inputs are checked
-    def compute(params, x, mask, h0s, c0s, key):
-        (y, h_f, c_f), (y_rev, h_b, c_b) = directions(params, x, mask, h0s, c0s, key)
+    # one dispatch for the whole layer once the inputs are checked
+    @functools.partial(jax.jit, static_argnames="routes")
+    def compute(params, x, mask, h0s, c0s, key, routes=("scan", "scan")):
+        (y, h_f, c_f), (y_rev, h_b, c_b) = directions(params, x, mask, h0s, c0s, key, routes)
         if return_sequences:
             y_rev = jnp.flip(y_rev, axis=1)
         else:
@@ -154,7 +155,9 @@ def Bidirectional(
         directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
         x, mask, (h0s, c0s) = prepare_lstm_call(directions, inputs, mask, lengths, initial_state, what)
         keys = [dropout_rng(spec, training, rng, what) for spec in specs]
-        return compute(params, x, mask, h0s, c0s, keys[1] if keys[0] is None else keys[0])
+        key = keys[1] if keys[0] is None else keys[0]
+        routes = cudnn.plan(specs, x, mask, key is not None, what)
+        return compute(params, x, mask, h0s, c0s, key, routes)
 
     apply.compute = compute  # the jitted part, for inspecting its compile cache
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}

@@ -236,6 +236,7 @@ def _lstm_kwargs(kl: Any, what: str, *, in_bidirectional: bool = False) -> dict[
         dropout=cfg["dropout"],
         recurrent_dropout=cfg["recurrent_dropout"],
         unroll=True if cfg["unroll"] else 1,
+        use_cudnn=getattr(kl, "use_cudnn", "auto"),  # an attribute: Keras's get_config leaves it out
         name=cfg["name"],
     )
 
@@ -309,8 +310,8 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
     A `Sequential` becomes a `keras.Sequential` with an `Input((timesteps, features))`;
     any other layer a built Keras layer. Activations and initializers must be given by
     name (a callable has no Keras name: TypeError). `unroll` maps to Keras's bool
-    (True stays True; a scan unroll factor becomes False: same outputs), and `remat`,
-    which changes only memory use, has no Keras counterpart.
+    (True stays True; a scan unroll factor becomes False: same outputs), `use_cudnn` to
+    Keras's own, and `remat` and `cudnn_allow_tf32` have no Keras counterpart.
 
     >>> import jax, jlstm
     >>> layer = jlstm.LSTM(5, return_sequences=True)
@@ -344,7 +345,8 @@ def _keras_lstm(layer: Layer, keras: Any) -> Any:
               for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer")}
     same = ("units", "return_sequences", "return_state", "go_backwards", "use_bias",
             "unit_forget_bias", "dropout", "recurrent_dropout", "name")
-    return keras.layers.LSTM(**{k: cfg[k] for k in same}, **names, unroll=cfg["unroll"] is True)
+    return keras.layers.LSTM(**{k: cfg[k] for k in same}, **names, unroll=cfg["unroll"] is True,
+                             use_cudnn=cfg.get("use_cudnn", "auto"))
 
 
 def _to_keras_layer(layer: Layer, keras: Any) -> Any:

@@ -12,13 +12,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm import _checks
+from jlstm import _checks, cudnn
 from jlstm.activations import Activation, get_activation
 from jlstm.initializers import Initializer, get_initializer
 from jlstm.scan import lstm_scan
@@ -56,6 +57,8 @@ class LSTMSpec(NamedTuple):
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
     remat: bool = False
+    use_cudnn: str | bool = "auto"
+    cudnn_allow_tf32: bool = False
 
 
 def LSTM(
@@ -75,6 +78,8 @@ def LSTM(
     recurrent_dropout: float = 0.0,
     unroll: int | bool = 1,
     remat: bool = False,
+    use_cudnn: str | bool = "auto",
+    cudnn_allow_tf32: bool = False,
     name: str | None = None,
 ) -> Layer:
     """A Keras 3 LSTM layer over (batch, timesteps, features) inputs.
@@ -89,6 +94,10 @@ def LSTM(
     when recurrent_dropout is on). `remat=True` trades compute for memory in training:
     the backward pass recomputes chunks of about sqrt(T) steps instead of storing every
     step's gates (a T=10000 step takes about a fifth of the memory).
+
+    `use_cudnn` is Keras 3's: on a GPU, "auto" runs cuDNN where the call qualifies and the
+    scan elsewhere (same results), True raises where cuDNN cannot run, False always scans;
+    cuDNN computes in full float32 unless `cudnn_allow_tf32` (see `jlstm.cudnn`).
     """
     config = dict(locals())
     spec = lstm_spec(config)
@@ -112,11 +121,13 @@ def LSTM(
             return [out, (batch, u), (batch, u)], params
         return out, params
 
-    @jax.jit  # one dispatch for the whole layer once the inputs are checked
-    def compute(params, x, mask, h0, c0, key):
-        result = run_lstm_directions(
+    # one dispatch for the whole layer once the inputs are checked
+    @functools.partial(jax.jit, static_argnames="routes")
+    def compute(params, x, mask, h0, c0, key, routes=("scan",)):
+        result = cudnn.run_lstm_directions(
             spec, [params], x, mask, h0, c0, reverse=(go_backwards,),
             return_sequences=return_sequences, zero_output_for_mask=False, dropout_rng=key,
+            route=routes[0], what=what,
         )
         out = result.sequences[0] if return_sequences else result.h[0]
         return (out, result.h[0], result.c[0]) if return_state else out
@@ -134,7 +145,9 @@ def LSTM(
         x, mask, (h0, c0) = prepare_lstm_call(
             [(spec, params)], inputs, mask, lengths, initial_state, what
         )
-        return compute(params, x, mask, h0, c0, dropout_rng(spec, training, rng, what))
+        key = dropout_rng(spec, training, rng, what)
+        routes = cudnn.plan([spec], x, mask, key is not None, what)
+        return compute(params, x, mask, h0, c0, key, routes)
 
     apply.compute = compute  # the jitted part, for inspecting its compile cache
     return Layer(init, apply, "LSTM", name, config)
@@ -151,6 +164,8 @@ def lstm_spec(config: Mapping[str, Any]) -> LSTMSpec:
         dropout=_checks.rate(config["dropout"], "LSTM dropout"),
         recurrent_dropout=_checks.rate(config["recurrent_dropout"], "LSTM recurrent_dropout"),
         remat=bool(config["remat"]),
+        use_cudnn=cudnn.check_use_cudnn(config.get("use_cudnn", "auto"), "LSTM"),
+        cudnn_allow_tf32=_checks.flag(config.get("cudnn_allow_tf32", False), "LSTM cudnn_allow_tf32"),
     )
 
 

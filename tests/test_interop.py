@@ -117,11 +117,13 @@ def test_keras_single_layers_match(make):
 
 def test_keras_config_maps_to_jlstm_arguments():
     klayer = keras.layers.LSTM(U, unroll=True, unit_forget_bias=False, kernel_initializer="he_normal",
-                               recurrent_initializer=keras.initializers.Zeros(), name="enc")
+                               recurrent_initializer=keras.initializers.Zeros(), name="enc", use_cudnn=False)
     klayer.build((None, T, F))
-    cfg = interop.from_keras(klayer)[0].config
+    layer, params = interop.from_keras(klayer)
+    cfg = layer.config
     assert (cfg["unroll"], cfg["unit_forget_bias"], cfg["name"]) == (True, False, "enc")
     assert (cfg["kernel_initializer"], cfg["recurrent_initializer"]) == ("he_normal", "zeros")
+    assert cfg["use_cudnn"] is False and interop.to_keras(layer, params).use_cudnn is False
 
 
 def test_keras_bidirectional_keeps_a_custom_backward_layer_only_when_custom():

@@ -188,14 +188,15 @@ def tuned_forms(shape: Shape, bidirectional: bool) -> dict[str, Any]:
 
 def form_sweep(x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -> list[dict[str, Any]]:
     """jlstm's forward time with each forward form, and its training step with each backward
-    form (the forward tuned), at the full shape: what each tried form gave."""
-    layer = jlstm_layer(shape.units, bidirectional)
-    _, params = layer.init(jax.random.key(0), x.shape)
+    form (the forward tuned), at the full shape: what each tried form gave. Each form gets a
+    layer of its own: a layer's compiled call keeps the forms it was traced with."""
+    _, params = jlstm_layer(shape.units, bidirectional).init(jax.random.key(0), x.shape)
     x = jnp.asarray(x)
-    train = jax.value_and_grad(lambda p, x: mean_square(layer.apply(p, x)))
     rows = []
-    for call, fn, kind in (("forward", layer.apply, "forward"), ("train", train, "backward")):
+    for call, kind in (("forward", "forward"), ("train", "backward")):
         for form in tuning.FORMS[kind]:
+            layer = jlstm_layer(shape.units, bidirectional)
+            fn = layer.apply if call == "forward" else jax.value_and_grad(lambda p, x: mean_square(layer.apply(p, x)))
             with forms(form if kind == "forward" else None, form if kind == "backward" else None):
                 compiled = jax.jit(fn).lower(params, x).compile()
             timing = time_calls(lambda: jax.block_until_ready(compiled(params, x)), repeats)

@@ -33,7 +33,7 @@ def named(value: Any, registry: Mapping[str, Any], what: str, callable_form: str
     if isinstance(value, str) and value in registry:
         return registry[value]
     raise ValueError(
-        f"Unknown {what}: expected one of {sorted(registry)} or a callable {callable_form}, got {value!r}"
+        f"{what}: expected one of {sorted(registry)} or a callable {callable_form}, got {value!r}"
     )
 
 

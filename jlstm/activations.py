@@ -45,8 +45,9 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def get_activation(activation: str | Activation | None) -> Activation:
-    """Returns the activation named by Keras's name, a callable as is, or linear for None."""
+def get_activation(activation: str | Activation | None, what: str = "activation") -> Activation:
+    """Returns the activation named by Keras's name, a callable as is, or linear for None;
+    `what` names the argument in the error for an unknown name."""
     if activation is None:
         return _linear
-    return _checks.named(activation, ACTIVATIONS, "activation", "x -> y")
+    return _checks.named(activation, ACTIVATIONS, what, "x -> y")

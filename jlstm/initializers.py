@@ -49,6 +49,7 @@ def _shift_uniform(init: Initializer) -> Initializer:
 INITIALIZERS["random_uniform"] = _shift_uniform(INITIALIZERS["random_uniform"])
 
 
-def get_initializer(initializer: str | Initializer) -> Initializer:
-    """Returns the initializer `(key, shape, dtype=float32) -> array` for a Keras name or callable."""
-    return _checks.named(initializer, INITIALIZERS, "initializer", "(key, shape, dtype) -> array")
+def get_initializer(initializer: str | Initializer, what: str = "initializer") -> Initializer:
+    """Returns the initializer `(key, shape, dtype=float32) -> array` for a Keras name or
+    callable; `what` names the argument in the error for an unknown name."""
+    return _checks.named(initializer, INITIALIZERS, what, "(key, shape, dtype) -> array")

@@ -93,7 +93,7 @@ def LSTM(
     with one mask per sequence reused at every step, as Keras 3 draws them (per gate
     when recurrent_dropout is on). `remat=True` trades compute for memory in training:
     the backward pass recomputes chunks of about sqrt(T) steps instead of storing every
-    step's gates (a T=10000 step takes about a fifth of the memory).
+    step's gates (a T=10000 step takes about a quarter of the memory: bench/RESULTS.md).
 
     `use_cudnn` is Keras 3's: on a GPU, "auto" runs cuDNN where the call qualifies and the
     scan elsewhere (same results), True raises where cuDNN cannot run, False always scans;
@@ -101,10 +101,10 @@ def LSTM(
     """
     config = dict(locals())
     spec = lstm_spec(config)
-    init_kernel = get_initializer(kernel_initializer)
-    init_recurrent = get_initializer(recurrent_initializer)
-    init_bias = get_initializer(bias_initializer)
     what = f"LSTM {name or ''}".rstrip()
+    init_kernel = get_initializer(kernel_initializer, f"{what} kernel_initializer")
+    init_recurrent = get_initializer(recurrent_initializer, f"{what} recurrent_initializer")
+    init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
     u = spec.units
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
@@ -157,8 +157,8 @@ def lstm_spec(config: Mapping[str, Any]) -> LSTMSpec:
     """The checked static spec of an LSTM from its constructor arguments."""
     return LSTMSpec(
         units=_checks.positive_int(config["units"], "LSTM units"),
-        activation=get_activation(config["activation"]),
-        recurrent_activation=get_activation(config["recurrent_activation"]),
+        activation=get_activation(config["activation"], "LSTM activation"),
+        recurrent_activation=get_activation(config["recurrent_activation"], "LSTM recurrent_activation"),
         use_bias=bool(config["use_bias"]),
         unroll=_checks.unroll_factor(config["unroll"]),
         dropout=_checks.rate(config["dropout"], "LSTM dropout"),
@@ -301,10 +301,10 @@ def Dense(
     """
     config = dict(locals())
     units = _checks.positive_int(units, "Dense units")
-    act = get_activation(activation)
-    init_kernel = get_initializer(kernel_initializer)
-    init_bias = get_initializer(bias_initializer)
     what = f"Dense {name or ''}".rstrip()
+    act = get_activation(activation, f"{what} activation")
+    init_kernel = get_initializer(kernel_initializer, f"{what} kernel_initializer")
+    init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
         shape = _checks.shape_tuple(input_shape, what)

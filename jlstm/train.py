@@ -23,7 +23,9 @@ replicated; the code you write is the same.
 
 from __future__ import annotations
 
+import functools
 import math
+import types
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
@@ -278,7 +280,20 @@ def evaluate(
     >>> sorted(evaluate(model, params, data, loss=sparse_categorical_crossentropy))
     ['loss']
     """
-    return _evaluate(make_eval_step(layer, loss, metrics=metrics), params, data, batch_size, mesh)
+    metrics_items = tuple(sorted((metrics or {}).items()))
+    return _evaluate(_eval_step(layer.apply, loss, metrics_items), params, data, batch_size, mesh)
+
+
+# The jitted functions evaluate and predict call, by the layer's apply function: a second
+# call with the same layer reuses them instead of tracing again (the last 32 layers are kept).
+@functools.lru_cache(maxsize=32)
+def _eval_step(apply: Callable[..., Any], loss: Loss, metrics_items: tuple) -> Callable[..., Any]:
+    return make_eval_step(types.SimpleNamespace(apply=apply), loss, metrics=dict(metrics_items))
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_step(apply: Callable[..., Any]) -> Callable[..., Any]:
+    return jax.jit(lambda params, x, mask: apply(params, x, mask=mask))
 
 
 def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
@@ -311,7 +326,7 @@ def predict(
     x, mask = _check_inputs(x, mask, "predict")
     batch_size = min(_checks.positive_int(batch_size, "predict batch_size"), len(x))
     mesh = data_mesh() if mesh is None else mesh
-    apply = jax.jit(lambda params, x, mask: layer.apply(params, x, mask=mask))
+    apply = _predict_step(layer.apply)
     params = _replicate(params, mesh)
     batches = _padded_batches((x, mask), batch_size, _padded_size(batch_size, mesh), np.arange(len(x)))
     return np.concatenate([

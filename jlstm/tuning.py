@@ -76,10 +76,12 @@ def flops(signature: Signature) -> float:
 
 
 def tuning_steps(signature: Signature) -> int:
-    """How long the dummy sequences are: 8 to 32 steps, fewer for costlier steps, since
-    the per-step cost is what the forms change."""
+    """How long the dummy sequences are (T if shorter): the per-step cost is what the forms
+    change. 32 steps, or 16 where a step costs over 1e8 FLOPs: at 8 steps the ranking at the
+    bench's mid shape differed from the one at full length, at 32 it followed it, and at the
+    large shape 8 steps already did."""
     per_step = flops(signature) / signature.timesteps
-    return max(1, min(signature.timesteps, 32, max(8, int(4e8 // per_step))))
+    return min(signature.timesteps, 16 if per_step > 1e8 else 32)
 
 
 class Config:
@@ -140,11 +142,12 @@ _warned: set[str] = set()
 
 
 def default_form(kind: str, signature: Signature) -> str:
-    """The static rule, best on average over the bench shapes on the CPUs measured: the
-    column layout once the weights are large (U >= 256), the row layout below."""
+    """The static rule, from the bench's sweep of every form at full length (bench/RESULTS.md):
+    two dots on column-laid states once the weights are large (U >= 256), where it was the
+    fastest at every such shape, and one dot on rows below, where rows won."""
     large = signature.units >= 256
     if kind == "forward":
-        return "cols-fused" if large else "rows-fused"
+        return "cols-split" if large else "rows-fused"
     return "cols" if large else "rows"
 
 
@@ -187,7 +190,7 @@ def _compile(candidate: Candidate) -> Callable[..., Any]:
     return jax.jit(candidate.fn).lower(*candidate.args).compile()
 
 
-def _fastest(compiled: Callable[..., Any], args: tuple[Any, ...], repeats: int = 3) -> float:
+def _fastest(compiled: Callable[..., Any], args: tuple[Any, ...], repeats: int = 2) -> float:
     """Seconds of the fastest of `repeats` calls, after one to warm up."""
     jax.block_until_ready(compiled(*args))
     best = float("inf")

@@ -86,10 +86,14 @@ def test_units_must_be_a_positive_int(units, error):
 def test_unknown_names():
     with pytest.raises(ValueError, match=r"merge_mode: expected one of .*got 'max'"):
         jlstm.Bidirectional(jlstm.LSTM(3), merge_mode="max")
-    with pytest.raises(ValueError, match="Unknown activation.*'tanhh'"):
+    with pytest.raises(ValueError, match="LSTM activation: expected one of .*'tanhh'"):
         jlstm.LSTM(3, activation="tanhh")
-    with pytest.raises(ValueError, match="Unknown initializer.*'glorot'"):
+    with pytest.raises(ValueError, match="LSTM recurrent_activation: expected one of .*'tanhh'"):
+        jlstm.LSTM(3, recurrent_activation="tanhh")
+    with pytest.raises(ValueError, match="LSTM kernel_initializer: expected one of .*'glorot'"):
         jlstm.LSTM(3, kernel_initializer="glorot")
+    with pytest.raises(ValueError, match="Dense activation: expected one of .*'soft_max'"):
+        jlstm.Dense(3, "soft_max")
     with pytest.raises(ValueError, match="dropout.*got 1.5"):
         jlstm.LSTM(3, dropout=1.5)
     with pytest.raises(TypeError, match="expected a jlstm LSTM layer, got Dense"):

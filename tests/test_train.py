@@ -195,3 +195,19 @@ def test_sharded_over_four_devices_matches_one_device():
     for key in here:
         np.testing.assert_allclose(got["history"][key], here[key], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got["history"][key], got["one_device"][key], rtol=1e-5, atol=1e-5)
+
+
+def test_evaluate_and_predict_trace_once_per_layer():
+    model, params = model_and_params()
+    traces = []
+
+    def counting_apply(params, x, **kwargs):
+        traces.append(1)  # runs only while JAX traces
+        return model.apply(params, x, **kwargs)
+
+    layer = model._replace(apply=counting_apply)
+    x, y, mask = toy(n=12)
+    for _ in range(3):
+        train.predict(layer, params, x, mask)
+        train.evaluate(layer, params, (x, y, mask), **CLASSIFY)
+    assert len(traces) == 2

@@ -132,7 +132,7 @@ def test_tuning_off_takes_the_static_rule_without_measuring(monkeypatch, tuned):
     monkeypatch.setattr(tuning, "_measure", lambda *a: pytest.fail("measured with tuning off"))
     jlstm.config.update(tune=False)
     seen = spy_forms(monkeypatch)
-    for units, form in ((U, "rows-fused"), (256, "cols-fused")):
+    for units, form in ((U, "rows-fused"), (256, "cols-split")):
         layer = jlstm.LSTM(units)
         _, params = layer.init(jax.random.key(0), (None, T, F))
         layer.apply(params, data()[0])

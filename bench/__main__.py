@@ -7,14 +7,14 @@ import gc
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras reads it once, at its first import
 
 import numpy as np  # noqa: E402
 
-from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, lstm_flops  # noqa: E402
-from bench import extras, report  # noqa: E402
+from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, extras, lstm_flops, report  # noqa: E402  # noqa: E402
 from bench.peers import PEERS, Contender, SkipPeer  # noqa: E402
 from bench.timing import Timing, seconds, time_round_robin  # noqa: E402
 
@@ -25,21 +25,33 @@ STARTED = time.perf_counter()
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see `python -m bench --help`."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, "
-                             f"{QUICK_REPEATS} repeats): a smoke run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats): a smoke run",
+    )
     parser.add_argument("--shapes", type=_names(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
     parser.add_argument("--directions", type=_names(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)")
-    parser.add_argument("--peers", type=_names(PEERS), default=list(PEERS),
-                        help=f"comma-separated subset of {','.join(PEERS)}; jlstm always runs")
+    parser.add_argument(
+        "--peers",
+        type=_names(PEERS),
+        default=list(PEERS),
+        help=f"comma-separated subset of {','.join(PEERS)}; jlstm always runs",
+    )
     parser.add_argument("--only-jlstm", action="store_true", help="same as --peers jlstm")
     parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: per shape)")
-    parser.add_argument("--no-extras", dest="extras", action="store_false",
-                        help="skip the torch agreement check, the sweep of jlstm's scan forms, compile scaling "
-                             "and remat memory rows")
+    parser.add_argument(
+        "--no-extras",
+        dest="extras",
+        action="store_false",
+        help="skip the torch agreement check, the sweep of jlstm's scan forms, compile scaling and remat memory rows",
+    )
     parser.add_argument("--out", default=os.path.join("bench", "out"), help="directory for results.json and results.md")
-    parser.add_argument("--results", help="also keep this run as its CPU model's section of this Markdown file "
-                                          "(e.g. bench/RESULTS.md), beside the other CPU models' last runs")
+    parser.add_argument(
+        "--results",
+        help="also keep this run as its CPU model's section of this Markdown file "
+        "(e.g. bench/RESULTS.md), beside the other CPU models' last runs",
+    )
     args = parser.parse_args(argv)
     args.peers = ["jlstm"] + [p for p in args.peers if p != "jlstm" and not args.only_jlstm]
     args.shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
@@ -73,7 +85,10 @@ def row(peer: str, shape: Shape, bidirectional: bool, forward: Timing, train: Ti
     directions = 2 if bidirectional else 1
     return {
         "shape": shape.name,
-        "batch": shape.batch, "timesteps": shape.timesteps, "features": shape.features, "units": shape.units,
+        "batch": shape.batch,
+        "timesteps": shape.timesteps,
+        "features": shape.features,
+        "units": shape.units,
         "direction": "bi" if bidirectional else "uni",
         "peer": peer,
         "repeats": forward.repeats,
@@ -97,8 +112,15 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             r[f"{call}_ratio"] = r[f"{call}_ms"] / ours[f"{call}_ms"] if ours else None
 
 
-def run_group(peers: Sequence[str], x: np.ndarray, shape: Shape, direction: str, repeats: int,
-              results: dict[str, Any], skipped: dict[str, str]) -> None:
+def run_group(
+    peers: Sequence[str],
+    x: np.ndarray,
+    shape: Shape,
+    direction: str,
+    repeats: int,
+    results: dict[str, Any],
+    skipped: dict[str, str],
+) -> None:
     """Every peer at one shape and direction: compiled one by one, then timed round-robin."""
     bidirectional = DIRECTIONS[direction]
     contenders: dict[str, Contender] = {}
@@ -116,10 +138,10 @@ def run_group(peers: Sequence[str], x: np.ndarray, shape: Shape, direction: str,
                 raise
             results["notes"].append({"kind": "error", "where": where, "note": f"{type(error).__name__}: {error}"})
     progress(f"timing {shape.name} {direction}: {', '.join(contenders)} round-robin, {repeats} repeats")
-    forward = time_round_robin({p: c.forward for p, c in contenders.items()},
-                               {p: f[0] for p, f in firsts.items()}, repeats)
-    train = time_round_robin({p: c.train for p, c in contenders.items()},
-                             {p: f[1] for p, f in firsts.items()}, repeats)
+    forward = time_round_robin(
+        {p: c.forward for p, c in contenders.items()}, {p: f[0] for p, f in firsts.items()}, repeats
+    )
+    train = time_round_robin({p: c.train for p, c in contenders.items()}, {p: f[1] for p, f in firsts.items()}, repeats)
     for peer, contender in contenders.items():
         results["rows"].append(row(peer, shape, bidirectional, forward[peer], train[peer], contender.jitted))
     if "jlstm" in contenders:
@@ -169,9 +191,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements the arguments ask for, as one JSON-ready dict."""
     results: dict[str, Any] = {
         "machine": extras.machine(),
-        "config": {"quick": args.quick, "shapes": {n: SHAPES[n]._asdict() for n in args.shapes},
-                   "directions": args.directions, "peers": args.peers, "repeats": args.repeats},
-        "rows": [], "forms": [], "form_sweep": [], "agreement": [], "compile_scaling": [], "remat_memory": [],
+        "config": {
+            "quick": args.quick,
+            "shapes": {n: SHAPES[n]._asdict() for n in args.shapes},
+            "directions": args.directions,
+            "peers": args.peers,
+            "repeats": args.repeats,
+        },
+        "rows": [],
+        "forms": [],
+        "form_sweep": [],
+        "agreement": [],
+        "compile_scaling": [],
+        "remat_memory": [],
         "notes": [],
     }
     progress("roofline: f32 matmul")

@@ -9,7 +9,8 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ def machine() -> dict[str, Any]:
         "versions": {name: _version(name) for name in ("jax", "jaxlib", "torch", "flax", "keras", "equinox", "numpy")},
         "jlstm_commit": _git_commit(),
         "load_average_1m": os.getloadavg()[0],  # other work on the machine skews every timing
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -136,17 +137,21 @@ def _compile_scaling(shape: Shape, directions: Sequence[bool], calls: Sequence[s
     for bidirectional in directions:
         for train in (call == "train" for call in calls):
             _lowered(shape, 3, bidirectional, train).compile()  # first-compile overheads off the clock
-            times = {t: seconds(lambda t=t: _lowered(shape, t, bidirectional, train).compile())
-                     for t in SCALING_TIMESTEPS}
+            times = {
+                t: seconds(lambda t=t, b=bidirectional, tr=train: _lowered(shape, t, b, tr).compile())
+                for t in SCALING_TIMESTEPS
+            }
             short, long = (times[t] for t in SCALING_TIMESTEPS)
-            rows.append({
-                "direction": "bi" if bidirectional else "uni",
-                "call": "train" if train else "forward",
-                "timesteps": list(SCALING_TIMESTEPS),
-                "seconds": [short, long],
-                "ratio": long / short,
-                "ok": long / short <= SCALING_LIMIT,
-            })
+            rows.append(
+                {
+                    "direction": "bi" if bidirectional else "uni",
+                    "call": "train" if train else "forward",
+                    "timesteps": list(SCALING_TIMESTEPS),
+                    "seconds": [short, long],
+                    "ratio": long / short,
+                    "ok": long / short <= SCALING_LIMIT,
+                }
+            )
     return rows
 
 
@@ -158,17 +163,23 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
         for remat in remat_options:
             options = {"remat": True} if remat else {}
             stats = _lowered(shape, timesteps, bidirectional, True, **options).compile().memory_analysis()
-            peak = (stats.argument_size_in_bytes + stats.output_size_in_bytes
-                    + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
-            rows.append({
-                "direction": "bi" if bidirectional else "uni",
-                "remat": remat,
-                "shape": [shape.batch, timesteps, shape.features, shape.units],
-                "temp_bytes": stats.temp_size_in_bytes,
-                "argument_bytes": stats.argument_size_in_bytes,
-                "output_bytes": stats.output_size_in_bytes,
-                "peak_bytes": peak,
-            })
+            peak = (
+                stats.argument_size_in_bytes
+                + stats.output_size_in_bytes
+                + stats.temp_size_in_bytes
+                - stats.alias_size_in_bytes
+            )
+            rows.append(
+                {
+                    "direction": "bi" if bidirectional else "uni",
+                    "remat": remat,
+                    "shape": [shape.batch, timesteps, shape.features, shape.units],
+                    "temp_bytes": stats.temp_size_in_bytes,
+                    "argument_bytes": stats.argument_size_in_bytes,
+                    "output_bytes": stats.output_size_in_bytes,
+                    "peak_bytes": peak,
+                }
+            )
     return rows
 
 
@@ -196,10 +207,18 @@ def form_sweep(x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -
     for call, kind in (("forward", "forward"), ("train", "backward")):
         for form in tuning.FORMS[kind]:
             layer = jlstm_layer(shape.units, bidirectional)
-            fn = layer.apply if call == "forward" else jax.value_and_grad(lambda p, x: mean_square(layer.apply(p, x)))
+            apply = layer.apply
+            fn = apply if call == "forward" else jax.value_and_grad(lambda p, x, f=apply: mean_square(f(p, x)))
             with forms(form if kind == "forward" else None, form if kind == "backward" else None):
                 compiled = jax.jit(fn).lower(params, x).compile()
-            timing = time_calls(lambda: jax.block_until_ready(compiled(params, x)), repeats)
-            rows.append({"shape": shape.name, "direction": "bi" if bidirectional else "uni", "call": call,
-                         "form": form, "min_ms": timing.min_s * 1e3})
+            timing = time_calls(lambda c=compiled: jax.block_until_ready(c(params, x)), repeats)
+            rows.append(
+                {
+                    "shape": shape.name,
+                    "direction": "bi" if bidirectional else "uni",
+                    "call": call,
+                    "form": form,
+                    "min_ms": timing.min_s * 1e3,
+                }
+            )
     return rows

@@ -15,7 +15,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras reads it once, at its first import
 
@@ -100,22 +101,41 @@ LABELS = {
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", type=_names(ALL_SHAPES), default=list(ALL_SHAPES),
-                        help=f"comma-separated subset of {','.join(ALL_SHAPES)} (default all)")
-    parser.add_argument("--directions", type=_names(DIRECTIONS), default=list(DIRECTIONS),
-                        help="uni,bi (default both; DeepBench's shapes are uni only)")
-    parser.add_argument("--peers", type=_names(PEERS), default=list(PEERS),
-                        help=f"comma-separated subset of {','.join(PEERS)} (default all)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--shapes",
+        type=_names(ALL_SHAPES),
+        default=list(ALL_SHAPES),
+        help=f"comma-separated subset of {','.join(ALL_SHAPES)} (default all)",
+    )
+    parser.add_argument(
+        "--directions",
+        type=_names(DIRECTIONS),
+        default=list(DIRECTIONS),
+        help="uni,bi (default both; DeepBench's shapes are uni only)",
+    )
+    parser.add_argument(
+        "--peers",
+        type=_names(PEERS),
+        default=list(PEERS),
+        help=f"comma-separated subset of {','.join(PEERS)} (default all)",
+    )
     parser.add_argument("--repeats", type=int, help="timed calls per measurement (default: per shape)")
-    parser.add_argument("--matmul-precision", choices=["default", "high", "highest"], default="default",
-                        help="jax_default_matmul_precision for the JAX scans (the cuDNN rows set their own)")
-    parser.add_argument("--no-check", dest="check", action="store_false",
-                        help="skip the cuDNN-taken and cuDNN-against-scan checks")
+    parser.add_argument(
+        "--matmul-precision",
+        choices=["default", "high", "highest"],
+        default="default",
+        help="jax_default_matmul_precision for the JAX scans (the cuDNN rows set their own)",
+    )
+    parser.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip the cuDNN-taken and cuDNN-against-scan checks"
+    )
     parser.add_argument("--out", default=os.path.join("bench", "out"), help="directory for gpu.json and gpu.md")
-    parser.add_argument("--allow-cpu", action="store_true",
-                        help="run off a GPU too, to test this script (the cuDNN rows skip there)")
+    parser.add_argument(
+        "--allow-cpu", action="store_true", help="run off a GPU too, to test this script (the cuDNN rows skip there)"
+    )
     return parser.parse_args(argv)
 
 
@@ -137,22 +157,36 @@ def progress(message: str) -> None:
 def check(shape: Shape, bidirectional: bool) -> dict[str, Any]:
     """Whether `use_cudnn=True` takes cuDNN here, and its largest difference from the scan
     (outputs, and gradients of the mean square w.r.t. params and inputs), HIGHEST precision."""
-    x = jnp.asarray(np.random.default_rng(1).normal(size=(shape.batch, shape.timesteps, shape.features)),
-                    jnp.float32)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(shape.batch, shape.timesteps, shape.features)), jnp.float32)
     layers = [jlstm_layer(shape.units, bidirectional, use_cudnn=flag) for flag in (True, False)]
     _, params = layers[0].init(jax.random.key(0), x.shape)
     taken = "rnn_fwd" in str(jax.make_jaxpr(layers[0].apply)(params, x))
     with jax.default_matmul_precision("highest"):
-        results = [jax.jit(jax.value_and_grad(lambda p, x, layer=layer: mean_square(layer.apply(p, x)),
-                                              argnums=(0, 1)))(params, x) for layer in layers]
+        results = [
+            jax.jit(jax.value_and_grad(lambda p, x, layer=layer: mean_square(layer.apply(p, x)), argnums=(0, 1)))(
+                params, x
+            )
+            for layer in layers
+        ]
         outputs = [jax.jit(layer.apply)(params, x) for layer in layers]
     diff = lambda a, b: max(float(jnp.max(jnp.abs(p - q))) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
-    return {"shape": shape.name, "direction": "bi" if bidirectional else "uni", "cudnn_taken": taken,
-            "max_abs_diff_outputs": diff(*outputs), "max_abs_diff_grads": diff(results[0][1], results[1][1])}
+    return {
+        "shape": shape.name,
+        "direction": "bi" if bidirectional else "uni",
+        "cudnn_taken": taken,
+        "max_abs_diff_outputs": diff(*outputs),
+        "max_abs_diff_grads": diff(results[0][1], results[1][1]),
+    }
 
 
-def measure(shape: Shape, calls: Sequence[str], bidirectional: bool, peers: Sequence[str], repeats: int,
-            notes: list[dict[str, str]]) -> list[dict[str, Any]]:
+def measure(
+    shape: Shape,
+    calls: Sequence[str],
+    bidirectional: bool,
+    peers: Sequence[str],
+    repeats: int,
+    notes: list[dict[str, str]],
+) -> list[dict[str, Any]]:
     """Rows for one shape and direction: each peer's median per call, round robin."""
     x = np.random.default_rng(0).normal(size=(shape.batch, shape.timesteps, shape.features)).astype(np.float32)
     where = f"{shape.name} {'bi' if bidirectional else 'uni'}"
@@ -168,15 +202,25 @@ def measure(shape: Shape, calls: Sequence[str], bidirectional: bool, peers: Sequ
             notes.append({"where": f"{where} {peer}", "note": f"failed: {type(error).__name__}: {error}"})
     timings: dict[str, dict[str, Timing]] = {peer: {} for peer in contenders}
     for call in calls:
-        timed = time_round_robin({peer: getattr(c, call) for peer, c in contenders.items()},
-                                 {peer: firsts[peer][call] for peer in contenders}, repeats)
+        timed = time_round_robin(
+            {peer: getattr(c, call) for peer, c in contenders.items()},
+            {peer: firsts[peer][call] for peer in contenders},
+            repeats,
+        )
         for peer, timing in timed.items():
             timings[peer][call] = timing
     rows = []
     for peer, by_call in timings.items():
-        row = {"shape": shape.name, "batch": shape.batch, "timesteps": shape.timesteps,
-               "features": shape.features, "units": shape.units,
-               "direction": "bi" if bidirectional else "uni", "peer": peer, "repeats": repeats}
+        row = {
+            "shape": shape.name,
+            "batch": shape.batch,
+            "timesteps": shape.timesteps,
+            "features": shape.features,
+            "units": shape.units,
+            "direction": "bi" if bidirectional else "uni",
+            "peer": peer,
+            "repeats": repeats,
+        }
         for call, timing in by_call.items():
             base = timings.get(BASELINE, {}).get(call)
             flops = lstm_flops(shape, 2 if bidirectional else 1, train=call == "train")
@@ -198,8 +242,18 @@ def table(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
         return "" if value is None else f"{value:.2f}x"
 
     header = ["shape", "dir", "peer", "forward ms", "x cuDNN", "train ms", "x cuDNN"]
-    return [header] + [[r["shape"], r["direction"], r["peer"], ms(r, "forward"), ratio(r, "forward"),
-                        ms(r, "train"), ratio(r, "train")] for r in rows]
+    return [header] + [
+        [
+            r["shape"],
+            r["direction"],
+            r["peer"],
+            ms(r, "forward"),
+            ratio(r, "forward"),
+            ms(r, "train"),
+            ratio(r, "train"),
+        ]
+        for r in rows
+    ]
 
 
 def render(lines: list[list[str]], markdown: bool) -> str:
@@ -207,29 +261,40 @@ def render(lines: list[list[str]], markdown: bool) -> str:
         out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
         return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines[1:]])
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-                     for line in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines
+    )
 
 
 def machine() -> dict[str, Any]:
     device = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device": getattr(device, "device_kind", str(device)),
-            "jax": jax.__version__, "matmul_precision": str(jax.config.jax_default_matmul_precision)}
+    return {
+        "backend": jax.default_backend(),
+        "device": getattr(device, "device_kind", str(device)),
+        "jax": jax.__version__,
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+    }
 
 
 def report(results: dict[str, Any], markdown: bool) -> str:
     m = results["machine"]
-    lines = [f"# jlstm on {m['device']} ({m['backend']}, jax {m['jax']}, "
-             f"default matmul precision {m['matmul_precision']})" if markdown else
-             f"jlstm on {m['device']} ({m['backend']}, jax {m['jax']}, default matmul precision {m['matmul_precision']})",
-             "", "Medians of round-robin calls; `x cuDNN` is the time over jlstm's cuDNN path (float32) "
-             "in the same run.", "", render(table(results["rows"]), markdown), ""]
+    title = f"jlstm on {m['device']} ({m['backend']}, jax {m['jax']}, default matmul precision {m['matmul_precision']})"
+    lines = [
+        f"# {title}" if markdown else title,
+        "",
+        "Medians of round-robin calls; `x cuDNN` is the time over jlstm's cuDNN path (float32) in the same run.",
+        "",
+        render(table(results["rows"]), markdown),
+        "",
+    ]
     lines += [f"- {peer}: {LABELS[peer]}" for peer in dict.fromkeys(r["peer"] for r in results["rows"])]
     if results["checks"]:
         lines += ["", "cuDNN path checks (use_cudnn=True against the scan, HIGHEST precision):", ""]
-        lines += [f"- {c['shape']} {c['direction']}: cuDNN taken: {c['cudnn_taken']}, max |diff| outputs "
-                  f"{c['max_abs_diff_outputs']:.2e}, gradients {c['max_abs_diff_grads']:.2e}"
-                  for c in results["checks"]]
+        lines += [
+            f"- {c['shape']} {c['direction']}: cuDNN taken: {c['cudnn_taken']}, max |diff| outputs "
+            f"{c['max_abs_diff_outputs']:.2e}, gradients {c['max_abs_diff_grads']:.2e}"
+            for c in results["checks"]
+        ]
     if results["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n['where']}: {n['note']}" for n in results["notes"]]
     return "\n".join(lines) + "\n"
@@ -239,8 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backend = jax.default_backend()
     if backend != "gpu" and not args.allow_cpu:
-        print(f"bench.gpu: skipped: jax.default_backend() is {backend!r}, not 'gpu'. On a machine with "
-              "an NVIDIA GPU: pip install -e '.[gpu,bench]' && python -m bench.gpu")
+        print(
+            f"bench.gpu: skipped: jax.default_backend() is {backend!r}, not 'gpu'. On a machine with "
+            "an NVIDIA GPU: pip install -e '.[gpu,bench]' && python -m bench.gpu"
+        )
         return 0
     if args.matmul_precision != "default":
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 Table = tuple[list[str], list[list[str]]]  # headers, rows of cells
 
@@ -26,15 +27,35 @@ def _noisy(row: dict[str, Any], call: str) -> str:
 
 def main_table(rows: Sequence[dict[str, Any]]) -> Table:
     """Per shape, direction and peer: median times, ratios to jlstm, GFLOP/s, compile seconds."""
-    headers = ["shape (B,T,F,U)", "dir", "peer", "fwd ms", "train ms", "fwd ×", "train ×",
-               "fwd GFLOP/s", "train GFLOP/s", "compile fwd s", "compile train s"]
-    cells = [[
-        f"{r['shape']} ({r['batch']},{r['timesteps']},{r['features']},{r['units']})", r["direction"], r["peer"],
-        _number(r["forward_ms"], 3) + _noisy(r, "forward"), _number(r["train_ms"], 3) + _noisy(r, "train"),
-        _number(r["forward_ratio"], 2, "x"), _number(r["train_ratio"], 2, "x"),
-        _number(r["forward_gflops"], 1), _number(r["train_gflops"], 1),
-        _number(r["forward_compile_s"], 2), _number(r["train_compile_s"], 2),
-    ] for r in rows]
+    headers = [
+        "shape (B,T,F,U)",
+        "dir",
+        "peer",
+        "fwd ms",
+        "train ms",
+        "fwd ×",
+        "train ×",
+        "fwd GFLOP/s",
+        "train GFLOP/s",
+        "compile fwd s",
+        "compile train s",
+    ]
+    cells = [
+        [
+            f"{r['shape']} ({r['batch']},{r['timesteps']},{r['features']},{r['units']})",
+            r["direction"],
+            r["peer"],
+            _number(r["forward_ms"], 3) + _noisy(r, "forward"),
+            _number(r["train_ms"], 3) + _noisy(r, "train"),
+            _number(r["forward_ratio"], 2, "x"),
+            _number(r["train_ratio"], 2, "x"),
+            _number(r["forward_gflops"], 1),
+            _number(r["train_gflops"], 1),
+            _number(r["forward_compile_s"], 2),
+            _number(r["train_compile_s"], 2),
+        ]
+        for r in rows
+    ]
     return headers, cells
 
 
@@ -46,12 +67,26 @@ def forms_table(results: dict[str, Any]) -> Table:
     for f in results["forms"]:
         ratio = static.get((f["shape"], f["direction"]))
         how = "tuned" if f["tuned"] else "static rule (too small to tune)"
-        cells.append([f["shape"], f["direction"], how,
-                      f"{f['forward'] or f['forward_static']} ({f['forward_static']})",
-                      f"{f['backward'] or f['backward_static']} ({f['backward_static']})",
-                      _number(ratio and ratio["forward_ratio"], 2, "x"), _number(ratio and ratio["train_ratio"], 2, "x")])
-    return ["shape", "dir", "chosen by", "forward form (static rule)", "backward form (static rule)",
-            "static / tuned fwd", "static / tuned train"], cells
+        cells.append(
+            [
+                f["shape"],
+                f["direction"],
+                how,
+                f"{f['forward'] or f['forward_static']} ({f['forward_static']})",
+                f"{f['backward'] or f['backward_static']} ({f['backward_static']})",
+                _number(ratio and ratio["forward_ratio"], 2, "x"),
+                _number(ratio and ratio["train_ratio"], 2, "x"),
+            ]
+        )
+    return [
+        "shape",
+        "dir",
+        "chosen by",
+        "forward form (static rule)",
+        "backward form (static rule)",
+        "static / tuned fwd",
+        "static / tuned train",
+    ], cells
 
 
 def sweep_tables(sweep: Sequence[dict[str, Any]]) -> list[tuple[str, Table]]:
@@ -67,8 +102,10 @@ def sweep_tables(sweep: Sequence[dict[str, Any]]) -> list[tuple[str, Table]]:
         cells = []
         for (shape, direction), times in groups.items():
             best = min(times.values())
-            cells.append([shape, direction] + [
-                _number(times.get(form), 2) + (" *" if times.get(form) == best else "") for form in forms])
+            cells.append(
+                [shape, direction]
+                + [_number(times.get(form), 2) + (" *" if times.get(form) == best else "") for form in forms]
+            )
         if cells:
             tables.append((f"jlstm's {kind} (fastest call, ms)", (["shape", "dir", *forms], cells)))
     return tables
@@ -81,34 +118,58 @@ def targets_table(results: dict[str, Any]) -> Table:
     dirs = list(dict.fromkeys(r["direction"] for r in results["rows"]))
 
     def ratios(peer: str, shape_names: Sequence[str]) -> list[tuple[str, float]]:
-        return [(f"{s} {d} {call}", rows[(s, d, peer)][f"{call}_ratio"]) for s in shape_names for d in dirs
-                for call in ("forward", "train") if (s, d, peer) in rows]
+        return [
+            (f"{s} {d} {call}", rows[(s, d, peer)][f"{call}_ratio"])
+            for s in shape_names
+            for d in dirs
+            for call in ("forward", "train")
+            if (s, d, peer) in rows
+        ]
 
     def judged(target: str, pairs: list[tuple[str, float]], at_least: float) -> list[str]:
         if not pairs:
             return [target, "not measured", "-"]
         worst = min(pairs, key=lambda p: p[1])
         met = all(v >= at_least for _, v in pairs)
-        return [target, f"lowest {worst[1]:.2f}x ({worst[0]}); all: " + ", ".join(f"{v:.2f}" for _, v in pairs),
-                "yes" if met else "no"]
+        return [
+            target,
+            f"lowest {worst[1]:.2f}x ({worst[0]}); all: " + ", ".join(f"{v:.2f}" for _, v in pairs),
+            "yes" if met else "no",
+        ]
 
-    cells = [judged(f"at least 1.15x {peer}, every shape, forward and training, uni and bi",
-                    ratios(peer, shapes), 1.15) for peer in ("flax", "keras", "equinox")]
+    cells = [
+        judged(f"at least 1.15x {peer}, every shape, forward and training, uni and bi", ratios(peer, shapes), 1.15)
+        for peer in ("flax", "keras", "equinox")
+    ]
     cells.append(judged("at least 3x torch at the seed shape", ratios("torch", ["seed"]), 3.0))
-    cells.append(judged("at least 0.8x torch at mid, large, long", ratios("torch", [s for s in shapes if s != "seed"]), 0.8))
+    cells.append(
+        judged("at least 0.8x torch at mid, large, long", ratios("torch", [s for s in shapes if s != "seed"]), 0.8)
+    )
     large = rows.get(("large", "uni", "jlstm"))
     if large:
         share = large["forward_gflops"] / results["roofline"]["jax_gflops"]
-        cells.append(["large forward at 55% of the XLA matmul roofline",
-                      f"{large['forward_gflops']:.1f} of {results['roofline']['jax_gflops']:.1f} GFLOP/s = {share:.0%}",
-                      "yes" if share >= 0.55 else "no"])
-    bi = [(f"{s} {call}", rows[(s, "bi", "jlstm")][f"{call}_ms"] / rows[(s, "uni", "jlstm")][f"{call}_ms"])
-          for s in shapes for call in ("forward", "train") if (s, "bi", "jlstm") in rows and (s, "uni", "jlstm") in rows]
+        cells.append(
+            [
+                "large forward at 55% of the XLA matmul roofline",
+                f"{large['forward_gflops']:.1f} of {results['roofline']['jax_gflops']:.1f} GFLOP/s = {share:.0%}",
+                "yes" if share >= 0.55 else "no",
+            ]
+        )
+    bi = [
+        (f"{s} {call}", rows[(s, "bi", "jlstm")][f"{call}_ms"] / rows[(s, "uni", "jlstm")][f"{call}_ms"])
+        for s in shapes
+        for call in ("forward", "train")
+        if (s, "bi", "jlstm") in rows and (s, "uni", "jlstm") in rows
+    ]
     if bi:
         worst = max(bi, key=lambda p: p[1])
-        cells.append(["Bidirectional at most 2.1x the unidirectional time",
-                      f"highest {worst[1]:.2f}x ({worst[0]}); all: " + ", ".join(f"{v:.2f}" for _, v in bi),
-                      "yes" if worst[1] <= 2.1 else "no"])
+        cells.append(
+            [
+                "Bidirectional at most 2.1x the unidirectional time",
+                f"highest {worst[1]:.2f}x ({worst[0]}); all: " + ", ".join(f"{v:.2f}" for _, v in bi),
+                "yes" if worst[1] <= 2.1 else "no",
+            ]
+        )
     return ["target", "this run", "met"], cells
 
 
@@ -122,8 +183,14 @@ def agreement_table(checks: Sequence[dict[str, Any]]) -> Table:
 def scaling_table(rows: Sequence[dict[str, Any]]) -> Table:
     """jlstm's compile seconds at a short and a long sequence."""
     return ["dir", "call", "T", "compile s", "long / short", "within 2x"], [
-        [r["direction"], r["call"], " vs ".join(map(str, r["timesteps"])),
-         " vs ".join(f"{s:.2f}" for s in r["seconds"]), f"{r['ratio']:.2f}", "yes" if r["ok"] else "NO"]
+        [
+            r["direction"],
+            r["call"],
+            " vs ".join(map(str, r["timesteps"])),
+            " vs ".join(f"{s:.2f}" for s in r["seconds"]),
+            f"{r['ratio']:.2f}",
+            "yes" if r["ok"] else "NO",
+        ]
         for r in rows
     ]
 
@@ -131,8 +198,15 @@ def scaling_table(rows: Sequence[dict[str, Any]]) -> Table:
 def memory_table(rows: Sequence[dict[str, Any]]) -> Table:
     """XLA's memory analysis of jlstm's training step at the long sequence."""
     return ["dir", "remat", "(B,T,F,U)", "temp", "arguments", "outputs", "peak (args+outs+temp)"], [
-        [r["direction"], "yes" if r["remat"] else "no", "(" + ",".join(map(str, r["shape"])) + ")",
-         _bytes(r["temp_bytes"]), _bytes(r["argument_bytes"]), _bytes(r["output_bytes"]), _bytes(r["peak_bytes"])]
+        [
+            r["direction"],
+            "yes" if r["remat"] else "no",
+            "(" + ",".join(map(str, r["shape"])) + ")",
+            _bytes(r["temp_bytes"]),
+            _bytes(r["argument_bytes"]),
+            _bytes(r["output_bytes"]),
+            _bytes(r["peak_bytes"]),
+        ]
         for r in rows
     ]
 
@@ -141,6 +215,7 @@ def render_text(table: Table) -> str:
     """A fixed-width table."""
     headers, cells = table
     widths = [max(len(row[i]) for row in [headers, *cells]) for i in range(len(headers))]
+
     def line(row: list[str]) -> str:  # text columns (the first three) left, numbers right
         return "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
@@ -157,8 +232,11 @@ def render_markdown(table: Table) -> str:
 def roofline_line(roofline: dict[str, Any]) -> str:
     """The machine's f32 matmul GFLOP/s, JAX's and torch's."""
     n = roofline["size"]
-    torch = (f"{roofline['torch_gflops']:,.1f} GFLOP/s" if "torch_gflops" in roofline
-             else f"skipped ({roofline.get('torch_note', 'not measured')})")
+    torch = (
+        f"{roofline['torch_gflops']:,.1f} GFLOP/s"
+        if "torch_gflops" in roofline
+        else f"skipped ({roofline.get('torch_note', 'not measured')})"
+    )
     return f"f32 matmul {n}x{n} @ {n}x{n} (fastest call): jax {roofline['jax_gflops']:,.1f} GFLOP/s, torch {torch}"
 
 
@@ -167,8 +245,10 @@ def machine_line(m: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     load = f"{m['load_average_1m']:.2f} at the start, {m.get('load_average_1m_end', float('nan')):.2f} at the end"
     flags = f" with {' '.join(m['cpu_flags'])}" if m.get("cpu_flags") else ""
-    return (f"{m['date']} on {m['cpu']}{flags}, {m['cores']} cores ({m['platform']}, Python {m['python']}, "
-            f"JAX backend {m['jax_backend']}); jlstm at {m['jlstm_commit']}; {versions}. Load average (1 min) {load}.")
+    return (
+        f"{m['date']} on {m['cpu']}{flags}, {m['cores']} cores ({m['platform']}, Python {m['python']}, "
+        f"JAX backend {m['jax_backend']}); jlstm at {m['jlstm_commit']}; {versions}. Load average (1 min) {load}."
+    )
 
 
 def _notes(notes: Sequence[dict[str, Any]]) -> list[str]:
@@ -177,10 +257,13 @@ def _notes(notes: Sequence[dict[str, Any]]) -> list[str]:
 
 def text(results: dict[str, Any]) -> str:
     """What `python -m bench` prints: roofline, the main table, the extra rows and the notes."""
-    parts = [machine_line(results["machine"]), roofline_line(results["roofline"]), "",
-             render_text(main_table(results["rows"])),
-             f"Median ms; × = peer time / jlstm time (above 1: jlstm faster); "
-             f"! = median over {NOISY:g}x the fastest call."]
+    parts = [
+        machine_line(results["machine"]),
+        roofline_line(results["roofline"]),
+        "",
+        render_text(main_table(results["rows"])),
+        f"Median ms; × = peer time / jlstm time (above 1: jlstm faster); ! = median over {NOISY:g}x the fastest call.",
+    ]
     for title, table in _tables(results):
         parts += ["", title, render_text(table)]
     if results["notes"]:
@@ -211,9 +294,12 @@ def _extra_tables():
 def markdown(results: dict[str, Any]) -> str:
     """One run's section of RESULTS.md: machine, roofline, main table, extra tables, notes."""
     parts = [
-        f"## {results['machine']['cpu']}", "",
-        f"Run with `python -m bench` {machine_line(results['machine'])}", "",
-        f"Roofline: {roofline_line(results['roofline'])}.", "",
+        f"## {results['machine']['cpu']}",
+        "",
+        f"Run with `python -m bench` {machine_line(results['machine'])}",
+        "",
+        f"Roofline: {roofline_line(results['roofline'])}.",
+        "",
         render_markdown(main_table(results["rows"])),
     ]
     for title, table in _tables(results):
@@ -262,8 +348,10 @@ def write(results: dict[str, Any], out_dir: str, markdown_copy: str | None = Non
     `markdown_copy` as its CPU model's section."""
     os.makedirs(out_dir, exist_ok=True)
     section = markdown(results)
-    paths = {os.path.join(out_dir, "results.json"): json.dumps(results, indent=2) + "\n",
-             os.path.join(out_dir, "results.md"): HEADER + "\n" + section}
+    paths = {
+        os.path.join(out_dir, "results.json"): json.dumps(results, indent=2) + "\n",
+        os.path.join(out_dir, "results.md"): HEADER + "\n" + section,
+    }
     if markdown_copy:
         existing = open(markdown_copy).read() if os.path.exists(markdown_copy) else ""
         paths[markdown_copy] = merge_section(existing, section, results["machine"]["cpu"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 
 class Timing(NamedTuple):
@@ -41,9 +42,7 @@ def time_round_robin(
     for _ in range(max(repeats, 1)):
         for name, call in calls.items():
             times[name].append(seconds(call))
-    return {
-        name: Timing(first_s[name], statistics.median(ts), min(ts), len(ts)) for name, ts in times.items()
-    }
+    return {name: Timing(first_s[name], statistics.median(ts), min(ts), len(ts)) for name, ts in times.items()}
 
 
 def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:

@@ -3,7 +3,8 @@ with a ValueError/TypeError naming what was expected and what came."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,9 +33,7 @@ def named(value: Any, registry: Mapping[str, Any], what: str, callable_form: str
         return value
     if isinstance(value, str) and value in registry:
         return registry[value]
-    raise ValueError(
-        f"{what}: expected one of {sorted(registry)} or a callable {callable_form}, got {value!r}"
-    )
+    raise ValueError(f"{what}: expected one of {sorted(registry)} or a callable {callable_form}, got {value!r}")
 
 
 def flag(value: Any, what: str) -> bool:
@@ -73,13 +72,9 @@ def sequence_shape(input_shape: Any, what: str) -> Shape:
     try:
         shape = tuple(input_shape)
     except TypeError:
-        raise TypeError(
-            f"{what}: expected input_shape (batch, timesteps, features), got {input_shape!r}"
-        ) from None
+        raise TypeError(f"{what}: expected input_shape (batch, timesteps, features), got {input_shape!r}") from None
     if len(shape) != 3:
-        raise ValueError(
-            f"{what}: expected input_shape of rank 3 (batch, timesteps, features), got {shape}"
-        )
+        raise ValueError(f"{what}: expected input_shape of rank 3 (batch, timesteps, features), got {shape}")
     for axis, dim in zip(("batch", "timesteps"), shape[:2]):
         if dim is not None:
             positive_int(dim, f"{what}: input_shape {axis}")
@@ -108,49 +103,39 @@ def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
     x = array(x, f"{what} inputs")
     if x.ndim != 3:
         raise ValueError(
-            f"{what}: expected inputs of rank 3 (batch, timesteps, features={features}), "
-            f"got shape {tuple(x.shape)}"
+            f"{what}: expected inputs of rank 3 (batch, timesteps, features={features}), got shape {tuple(x.shape)}"
         )
     if x.shape[-1] != features:
         raise ValueError(
-            f"{what}: expected inputs with {features} features (as the params were built), "
-            f"got shape {tuple(x.shape)}"
+            f"{what}: expected inputs with {features} features (as the params were built), got shape {tuple(x.shape)}"
         )
     if x.shape[1] == 0:
         raise ValueError(f"{what}: expected at least one timestep, got shape {tuple(x.shape)}")
     return x.astype(dtype)
 
 
-def sequence_mask(
-    mask: Any, lengths: Any, batch: int, timesteps: int, what: str
-) -> jax.Array | None:
+def sequence_mask(mask: Any, lengths: Any, batch: int, timesteps: int, what: str) -> jax.Array | None:
     """A bool (batch, timesteps) mask from `mask` or from `lengths` (post-padding)."""
     if mask is not None and lengths is not None:
         raise ValueError(f"{what}: pass mask or lengths, not both")
     if lengths is not None:
         lengths = array(lengths, f"{what} lengths")
         if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
-            raise ValueError(
-                f"{what}: expected lengths as int ({batch},), "
-                f"got {lengths.dtype} {tuple(lengths.shape)}"
-            )
+            raise ValueError(f"{what}: expected lengths as int ({batch},), got {lengths.dtype} {tuple(lengths.shape)}")
         return jnp.arange(timesteps)[None, :] < lengths[:, None]
     if mask is None:
         return None
     mask = array(mask, f"{what} mask")
     if mask.shape != (batch, timesteps):
         raise ValueError(
-            f"{what}: expected mask of shape (batch, timesteps) = ({batch}, {timesteps}), "
-            f"got {tuple(mask.shape)}"
+            f"{what}: expected mask of shape (batch, timesteps) = ({batch}, {timesteps}), got {tuple(mask.shape)}"
         )
     if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
         raise TypeError(f"{what}: expected a bool or int mask, got dtype {mask.dtype}")
     return mask.astype(bool)
 
 
-def states(
-    initial_state: Any, count: int, batch: int, units: Sequence[int], dtype: Any, what: str
-) -> list[jax.Array]:
+def states(initial_state: Any, count: int, batch: int, units: Sequence[int], dtype: Any, what: str) -> list[jax.Array]:
     """`count` state arrays of shapes (batch, units[i]), cast to `dtype`."""
     if not isinstance(initial_state, (list, tuple)) or len(initial_state) != count:
         got = (
@@ -163,9 +148,7 @@ def states(
     for i, (s, u) in enumerate(zip(initial_state, units)):
         s = array(s, f"{what} initial_state[{i}]")
         if s.shape != (batch, u):
-            raise ValueError(
-                f"{what}: expected initial_state[{i}] of shape ({batch}, {u}), got {tuple(s.shape)}"
-            )
+            raise ValueError(f"{what}: expected initial_state[{i}] of shape ({batch}, {u}), got {tuple(s.shape)}")
         out.append(s.astype(dtype))
     return out
 
@@ -173,14 +156,9 @@ def states(
 def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what: str) -> None:
     """Checks a dict of arrays has exactly the expected keys and shapes (None: any size)."""
     if not isinstance(params, Mapping):
-        raise TypeError(
-            f"{what}: expected params as a dict with keys {sorted(expected)}, "
-            f"got {type(params).__name__}"
-        )
+        raise TypeError(f"{what}: expected params as a dict with keys {sorted(expected)}, got {type(params).__name__}")
     if set(params) != set(expected):
-        raise ValueError(
-            f"{what}: expected params with keys {sorted(expected)}, got {sorted(params)}"
-        )
+        raise ValueError(f"{what}: expected params with keys {sorted(expected)}, got {sorted(params)}")
     for key, shape in expected.items():
         got = tuple(getattr(params[key], "shape", ()))
         if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
@@ -190,12 +168,20 @@ def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what
 
 def step_state(params: Any, state: Any, x_t: Any, what: str) -> tuple[jax.Array, jax.Array]:
     """Checks one LSTM step's params, (h, c) state and input x_t (batch, features)."""
-    param_tree(params, {"kernel": (None, None), "recurrent_kernel": (None, None)}
-               | ({"bias": (None,)} if isinstance(params, Mapping) and "bias" in params else {}), what)
+    param_tree(
+        params,
+        {"kernel": (None, None), "recurrent_kernel": (None, None)}
+        | ({"bias": (None,)} if isinstance(params, Mapping) and "bias" in params else {}),
+        what,
+    )
     features, four_units = params["kernel"].shape
     units = four_units // 4
-    param_tree(params, {"kernel": (features, 4 * units), "recurrent_kernel": (units, 4 * units)}
-               | ({"bias": (4 * units,)} if "bias" in params else {}), what)
+    param_tree(
+        params,
+        {"kernel": (features, 4 * units), "recurrent_kernel": (units, 4 * units)}
+        | ({"bias": (4 * units,)} if "bias" in params else {}),
+        what,
+    )
     x_t = array(x_t, f"{what} x_t")
     if x_t.ndim != 2 or x_t.shape[1] != features:
         raise ValueError(f"{what}: expected x_t of shape (batch, {features}), got {tuple(x_t.shape)}")

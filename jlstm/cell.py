@@ -14,7 +14,8 @@ in the last axis of `kernel` (F, 4U), `recurrent_kernel` (U, 4U) and `bias` (4U,
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

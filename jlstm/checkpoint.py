@@ -24,7 +24,8 @@ import os
 import secrets
 import struct
 import zlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -109,21 +110,13 @@ def write_atomic(path: str, data: bytes) -> None:
 
 def _read_payload(blob: bytes, path: str) -> Mapping[str, Any]:
     if len(blob) < _HEADER.size or not blob.startswith(MAGIC):
-        raise ValueError(
-            f"{path}: not a jlstm checkpoint (expected the header {MAGIC!r}, "
-            f"got {blob[:len(MAGIC)]!r})"
-        )
+        raise ValueError(f"{path}: not a jlstm checkpoint (expected the header {MAGIC!r}, got {blob[: len(MAGIC)]!r})")
     _, version, length, crc = _HEADER.unpack_from(blob)
     if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: checkpoint format version {version}; this jlstm reads up to {FORMAT_VERSION}"
-        )
-    payload = blob[_HEADER.size:]
+        raise ValueError(f"{path}: checkpoint format version {version}; this jlstm reads up to {FORMAT_VERSION}")
+    payload = blob[_HEADER.size :]
     if len(payload) != length:
-        raise ValueError(
-            f"{path}: truncated or padded checkpoint: expected {length} payload bytes, "
-            f"got {len(payload)}"
-        )
+        raise ValueError(f"{path}: truncated or padded checkpoint: expected {length} payload bytes, got {len(payload)}")
     if zlib.crc32(payload) != crc:
         raise ValueError(f"{path}: corrupt checkpoint (CRC-32 mismatch)")
     try:
@@ -145,8 +138,7 @@ def _encode_array(x: Any, where: str) -> dict[str, Any]:
         raise TypeError(f"{where}: expected a numeric or bool array, got dtype {a.dtype}")
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
-    return {"type": "array", "dtype": a.dtype.name, "shape": list(a.shape),
-            "data": np.ascontiguousarray(a).tobytes()}
+    return {"type": "array", "dtype": a.dtype.name, "shape": list(a.shape), "data": np.ascontiguousarray(a).tobytes()}
 
 
 def _encode(tree: Any, where: str) -> Any:
@@ -170,8 +162,7 @@ def _encode(tree: Any, where: str) -> Any:
         kind = "list" if isinstance(tree, list) else "tuple"
         return {"type": kind, "values": [_encode(v, f"{where}[{i}]") for i, v in enumerate(tree)]}
     raise TypeError(
-        f"{where}: expected an array, a Python scalar, None, a dict, tuple or list, "
-        f"got {type(tree).__name__}"
+        f"{where}: expected an array, a Python scalar, None, a dict, tuple or list, got {type(tree).__name__}"
     )
 
 

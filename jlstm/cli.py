@@ -8,8 +8,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from jlstm.combinators import MERGE_MODES, Bidirectional
 from jlstm.layers import LSTM, Layer
@@ -48,7 +48,8 @@ def _summary(args: argparse.Namespace) -> int:
         merge_mode = None if args.merge_mode == "none" else (args.merge_mode or "concat")
         layer = maybe_bidirectional(
             LSTM(args.units or SEED_UNITS, return_sequences=args.return_sequences),
-            args.bidirectional, merge_mode,
+            args.bidirectional,
+            merge_mode,
         )
         shape = (None, args.timesteps or SEED_SHAPE[1], args.features or SEED_SHAPE[2])
         print(summary(layer, shape))
@@ -95,13 +96,18 @@ def _unwritable(out: Path) -> str | None:
 
 
 def _write_outputs(out: Path, result, args: argparse.Namespace, cfg, seconds: float) -> list[Path]:
-    from jlstm.checkpoint import write_atomic, save
+    from jlstm.checkpoint import save, write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     save(out / "model.ckpt", result.params)
     paths = [out / "model.ckpt"] + [draw(out / name) for name, draw in result.plots.items()]
-    report = {"task": args.task, "config": cfg._asdict(), "seconds": round(seconds, 1),
-              "metrics": result.metrics, "histories": result.histories}
+    report = {
+        "task": args.task,
+        "config": cfg._asdict(),
+        "seconds": round(seconds, 1),
+        "metrics": result.metrics,
+        "histories": result.histories,
+    }
     write_atomic(os.fspath(out / "metrics.json"), json.dumps(report, indent=1).encode())
     return paths + [out / "metrics.json"]
 
@@ -161,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "model.ckpt, metrics.json and PNG plots to --out. Defaults finish in under 2 "
         "minutes on 2 CPU cores.",
     )
-    p.add_argument("task", choices=list(TASKS) or None,
-                   help="; ".join(f"{name}: {t.help}" for name, t in TASKS.items()) or None)
+    p.add_argument(
+        "task", choices=list(TASKS) or None, help="; ".join(f"{name}: {t.help}" for name, t in TASKS.items()) or None
+    )
     p.add_argument("--epochs", type=_positive_int, help="epochs (default per task)")
     p.add_argument("--batch-size", type=_positive_int, help="batch size (default 32)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 1e-2)")

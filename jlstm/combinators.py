@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -74,8 +75,7 @@ def Bidirectional(
     fwd_cfg = dict(layer.config)
     forward = LSTM(**{**fwd_cfg, "name": f"forward_{layer.name}" if layer.name else None})
     if backward_layer is None:
-        backward = LSTM(**{**fwd_cfg, "go_backwards": True,
-                           "name": f"backward_{layer.name}" if layer.name else None})
+        backward = LSTM(**{**fwd_cfg, "go_backwards": True, "name": f"backward_{layer.name}" if layer.name else None})
     else:
         backward = backward_layer
     bwd_cfg = backward.config
@@ -114,16 +114,38 @@ def Bidirectional(
     def directions(params, x, mask, h0s, c0s, key, routes):
         """Per direction (sequence or None, h, c): in one scan (or one cuDNN call) when the
         two share a spec."""
-        run = functools.partial(cudnn.run_lstm_directions, x=x, mask=mask, return_sequences=return_sequences,
-                                zero_output_for_mask=return_sequences, what=what)
+        run = functools.partial(
+            cudnn.run_lstm_directions,
+            x=x,
+            mask=mask,
+            return_sequences=return_sequences,
+            zero_output_for_mask=return_sequences,
+            what=what,
+        )
         if specs[0] == specs[1]:
-            result = run(specs[0], [params["forward"], params["backward"]], h0s=h0s, c0s=c0s,
-                         reverse=reverse, dropout_rng=key, route=routes[0])
+            result = run(
+                specs[0],
+                [params["forward"], params["backward"]],
+                h0s=h0s,
+                c0s=c0s,
+                reverse=reverse,
+                dropout_rng=key,
+                route=routes[0],
+            )
             return [_direction(result, d, return_sequences) for d in (0, 1)]
         return [
-            _direction(run(spec, [params[role]], **_direction_states(h0s, c0s, d), reverse=(reverse[d],),
-                           dropout_rng=None if key is None else jax.random.fold_in(key, d), route=routes[d]),
-                       0, return_sequences)
+            _direction(
+                run(
+                    spec,
+                    [params[role]],
+                    **_direction_states(h0s, c0s, d),
+                    reverse=(reverse[d],),
+                    dropout_rng=None if key is None else jax.random.fold_in(key, d),
+                    route=routes[d],
+                ),
+                0,
+                return_sequences,
+            )
             for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
         ]
 
@@ -208,14 +230,16 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         rng: jax.Array | None = None,
     ) -> Any:
         if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-            got = f"{type(params).__name__} of {len(params)}" if isinstance(params, (tuple, list)) \
+            got = (
+                f"{type(params).__name__} of {len(params)}"
+                if isinstance(params, (tuple, list))
                 else type(params).__name__
+            )
             raise ValueError(f"{what}: expected params as a tuple of {len(layers)}, got {got}")
         x = _checks.array(inputs, f"{what} inputs")
         if x.ndim != 3:
             raise ValueError(
-                f"{what}: expected inputs of rank 3 (batch, timesteps, features), "
-                f"got shape {tuple(x.shape)}"
+                f"{what}: expected inputs of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
             )
         mask = _checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], what)
         keys = [None] * len(layers) if rng is None else list(jax.random.split(rng, len(layers)))

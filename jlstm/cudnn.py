@@ -32,7 +32,8 @@ True
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +43,7 @@ from jax.custom_batching import custom_vmap
 
 from jlstm import _checks
 from jlstm.scan import ScanResult, lstm_scan
+
 
 def _on_gpu() -> bool:
     """Whether the default backend is a GPU (tests monkeypatch this)."""
@@ -68,19 +70,21 @@ def _static_reasons(spec: Any, dtype: Any, dropout_on: bool) -> list[str]:
     checks = [
         (_on_gpu(), "a GPU backend", jax.default_backend()),
         (spec.activation is jnp.tanh, "activation tanh", _name(spec.activation)),
-        (spec.recurrent_activation is jax.nn.sigmoid, "recurrent_activation sigmoid",
-         _name(spec.recurrent_activation)),
+        (spec.recurrent_activation is jax.nn.sigmoid, "recurrent_activation sigmoid", _name(spec.recurrent_activation)),
         (jnp.dtype(dtype) == jnp.float32, "float32 params", str(jnp.dtype(dtype))),
-        (not (dropout_on and spec.recurrent_dropout), "no recurrent_dropout in training",
-         f"recurrent_dropout={spec.recurrent_dropout}"),
-        (spec.unroll is False or (spec.unroll is not True and spec.unroll == 1), "unroll=1",
-         f"unroll={spec.unroll!r}"),
+        (
+            not (dropout_on and spec.recurrent_dropout),
+            "no recurrent_dropout in training",
+            f"recurrent_dropout={spec.recurrent_dropout}",
+        ),
+        (spec.unroll is False or (spec.unroll is not True and spec.unroll == 1), "unroll=1", f"unroll={spec.unroll!r}"),
         (not spec.remat, "remat=False (cuDNN keeps every step)", "remat=True"),
     ]
     reasons = [f"expected {want}, got {got}" for ok, want, got in checks if not ok]
     if not reasons and not _rnn_available():
-        reasons.append(f"expected jax.experimental.rnn with lstm_fwd and lstm_bwd, got jax {jax.__version__} "
-                       "without them")
+        reasons.append(
+            f"expected jax.experimental.rnn with lstm_fwd and lstm_bwd, got jax {jax.__version__} without them"
+        )
     return reasons
 
 
@@ -136,8 +140,7 @@ def _reasons(spec: Any, dtype: Any, mask: _Mask, dropout_on: bool) -> list[str]:
     return _static_reasons(spec, dtype, dropout_on) or mask.reasons()
 
 
-def plan(specs: Sequence[Any], x: jax.Array, mask: jax.Array | None, dropout_on: bool,
-         what: str) -> tuple[str, ...]:
+def plan(specs: Sequence[Any], x: jax.Array, mask: jax.Array | None, dropout_on: bool, what: str) -> tuple[str, ...]:
     """Per spec: "cudnn", "scan", or "cond" (the mask decides in the program).
 
     Runs before JAX traces the layer. `use_cudnn=True` raises its ValueError here where
@@ -150,8 +153,7 @@ def plan(specs: Sequence[Any], x: jax.Array, mask: jax.Array | None, dropout_on:
             routes.append("scan")
             continue
         strict = spec.use_cudnn is True
-        reasons = _reasons(spec, x.dtype, checked, dropout_on) if strict else _static_reasons(
-            spec, x.dtype, dropout_on)
+        reasons = _reasons(spec, x.dtype, checked, dropout_on) if strict else _static_reasons(spec, x.dtype, dropout_on)
         if strict and reasons:
             raise ValueError(
                 f"{what}: use_cudnn=True but cuDNN cannot run this call: {'; '.join(reasons)} "
@@ -166,8 +168,9 @@ def plan(specs: Sequence[Any], x: jax.Array, mask: jax.Array | None, dropout_on:
     return tuple(routes)
 
 
-def why_not(layer: Any, params: Any, inputs: Any, *, mask: Any = None, lengths: Any = None,
-            training: bool = False) -> list[str]:
+def why_not(
+    layer: Any, params: Any, inputs: Any, *, mask: Any = None, lengths: Any = None, training: bool = False
+) -> list[str]:
     """Why `layer.apply(params, inputs, mask=..., lengths=..., training=...)` would not run
     cuDNN, one line per reason; `[]` when it would.
 
@@ -192,8 +195,11 @@ def why_not(layer: Any, params: Any, inputs: Any, *, mask: Any = None, lengths: 
     for config in configs:
         spec = lstm_spec(config)
         dropout_on = bool(training and (spec.dropout or spec.recurrent_dropout))
-        found = (["expected use_cudnn 'auto' or True, got False"] if spec.use_cudnn is False
-                 else _reasons(spec, kernel.dtype, checked, dropout_on))
+        found = (
+            ["expected use_cudnn 'auto' or True, got False"]
+            if spec.use_cudnn is False
+            else _reasons(spec, kernel.dtype, checked, dropout_on)
+        )
         reasons += [r for r in found if r not in reasons]
     return reasons
 
@@ -224,8 +230,7 @@ def _reference(call: _Call, x, h0, c0, w, lengths):
     from jax.experimental import rnn
 
     directions = 2 if call.bidirectional else 1
-    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(w, call.input_size, call.hidden_size, 1,
-                                                     call.bidirectional)
+    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(w, call.input_size, call.hidden_size, 1, call.bidirectional)
     result = lstm_scan(
         x,
         tuple(w_ih[d].T for d in range(directions)),
@@ -271,8 +276,7 @@ def _forward(call: _Call):
                 "(use_cudnn='auto' runs the scan there)"
             )
         args = (x, h0, c0, w, lengths)
-        out = jax.vmap(functools.partial(_reference, call), in_axes=_in_axes(in_batched),
-                       axis_size=axis_size)(*args)
+        out = jax.vmap(functools.partial(_reference, call), in_axes=_in_axes(in_batched), axis_size=axis_size)(*args)
         one = [jax.ShapeDtypeStruct(a.shape[1:] if b else a.shape, a.dtype) for a, b in zip(args, in_batched)]
         shapes = jax.eval_shape(lambda *a: rnn.lstm_fwd(*a, *_rnn_statics(call))[1], *one)
         unused = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # the backward rule recomputes
@@ -356,8 +360,9 @@ def _processing_order(aligned, lengths, reverse, fill):
     return jnp.where(real[..., None], seq, fill[:, None, :])
 
 
-def _run_cudnn(spec, params, x, mask, h0s, c0s, *, reverse, return_sequences, zero_output_for_mask,
-               dropout_rng, what) -> ScanResult:
+def _run_cudnn(
+    spec, params, x, mask, h0s, c0s, *, reverse, return_sequences, zero_output_for_mask, dropout_rng, what
+) -> ScanResult:
     """The scan's `ScanResult` for this call, computed by cuDNN (the call qualifies)."""
     from jlstm.layers import dropout_masks
 
@@ -372,24 +377,34 @@ def _run_cudnn(spec, params, x, mask, h0s, c0s, *, reverse, return_sequences, ze
     if dropout_rng is not None and spec.dropout:  # the scan's input masks, drawn alike
         keys = jax.random.split(dropout_rng, directions)
         xs = [x * dropout_masks(spec, key, batch, features, x.dtype)[0][0][:, None, :] for key in keys]
-    call = functools.partial(_Call, features, units, allow_tf32=spec.cudnn_allow_tf32,
-                             strict=what if spec.use_cudnn is True else None)
+    call = functools.partial(
+        _Call, features, units, allow_tf32=spec.cudnn_allow_tf32, strict=what if spec.use_cudnn is True else None
+    )
 
     aligned, h, c = [None] * directions, [None] * directions, [None] * directions
     if directions == 2 and xs[0] is xs[1] and set(reverse) == {False, True}:
         order = (0, 1) if reverse == (False, True) else (1, 0)  # cuDNN's forward one first
         y, h_n, c_n = _cudnn_lstm(
-            call(bidirectional=True), x, jnp.stack([h0[d] for d in order]),
-            jnp.stack([c0[d] for d in order]), _pack([params[d] for d in order], spec.use_bias, x.dtype),
+            call(bidirectional=True),
+            x,
+            jnp.stack([h0[d] for d in order]),
+            jnp.stack([c0[d] for d in order]),
+            _pack([params[d] for d in order], spec.use_bias, x.dtype),
             seq_lengths,
         )
         for i, d in enumerate(order):
-            aligned[d], h[d], c[d] = y[..., i * units:(i + 1) * units], h_n[i], c_n[i]
+            aligned[d], h[d], c[d] = y[..., i * units : (i + 1) * units], h_n[i], c_n[i]
     else:
         for d in range(directions):
             x_d = _reverse_rows(xs[d], lengths) if reverse[d] else xs[d]
-            y, h_n, c_n = _cudnn_lstm(call(bidirectional=False), x_d, h0[d][None], c0[d][None],
-                                      _pack([params[d]], spec.use_bias, x.dtype), seq_lengths)
+            y, h_n, c_n = _cudnn_lstm(
+                call(bidirectional=False),
+                x_d,
+                h0[d][None],
+                c0[d][None],
+                _pack([params[d]], spec.use_bias, x.dtype),
+                seq_lengths,
+            )
             aligned[d] = _reverse_rows(y, lengths) if reverse[d] else y
             h[d], c[d] = h_n[0], c_n[0]
 
@@ -398,19 +413,35 @@ def _run_cudnn(spec, params, x, mask, h0s, c0s, *, reverse, return_sequences, ze
         # At a padded step the scan outputs zeros, or else its state there: the last real
         # one going forwards, the initial one going backwards (padding comes first).
         fills = [zeros if zero_output_for_mask else (h0[d] if reverse[d] else h[d]) for d in range(directions)]
-        sequences = jnp.stack([_processing_order(aligned[d], lengths, reverse[d], fills[d])
-                               for d in range(directions)])
+        sequences = jnp.stack([_processing_order(aligned[d], lengths, reverse[d], fills[d]) for d in range(directions)])
     return ScanResult(sequences, jnp.stack(h), jnp.stack(c))
 
 
-def run_lstm_directions(spec, params, x, mask, h0s, c0s, *, reverse, return_sequences,
-                        zero_output_for_mask, dropout_rng=None, route="scan", what="LSTM") -> ScanResult:
+def run_lstm_directions(
+    spec,
+    params,
+    x,
+    mask,
+    h0s,
+    c0s,
+    *,
+    reverse,
+    return_sequences,
+    zero_output_for_mask,
+    dropout_rng=None,
+    route="scan",
+    what="LSTM",
+) -> ScanResult:
     """`jlstm.layers.run_lstm_directions` by the route `plan` chose: "scan", "cudnn", or
     "cond" (cuDNN when the traced mask qualifies, the scan otherwise)."""
     from jlstm import layers
 
-    kwargs = dict(reverse=reverse, return_sequences=return_sequences,
-                  zero_output_for_mask=zero_output_for_mask, dropout_rng=dropout_rng)
+    kwargs = dict(
+        reverse=reverse,
+        return_sequences=return_sequences,
+        zero_output_for_mask=zero_output_for_mask,
+        dropout_rng=dropout_rng,
+    )
     scan = functools.partial(layers.run_lstm_directions, spec, params, x, mask, h0s, c0s, **kwargs)
     if route == "scan":
         return scan()

@@ -139,9 +139,7 @@ def co2(window: int = 36, horizon: int = 12, test_months: int = 120, season: int
     test_months = _checks.positive_int(test_months, "co2 test_months")
     season = _checks.positive_int(season, "co2 season")
     if not horizon <= season <= window:
-        raise ValueError(
-            f"co2: expected horizon <= season <= window, got {horizon}, {season}, {window}"
-        )
+        raise ValueError(f"co2: expected horizon <= season <= window, got {horizon}, {season}, {window}")
     dates, series = monthly_co2()
     tail_start = len(series) - test_months
     if test_months < horizon or tail_start < window + horizon:
@@ -154,7 +152,7 @@ def co2(window: int = 36, horizon: int = 12, test_months: int = 120, season: int
     past = series[starts[:, None] + np.arange(window)]
     future = series[starts[:, None] + window + np.arange(horizon)]
     level = past[:, -1]
-    baseline = past[:, window - season:window - season + horizon]
+    baseline = past[:, window - season : window - season + horizon]
     target_start = starts + window
     train, test = target_start + horizon <= tail_start, target_start >= tail_start
     scale = float(np.std(past[train] - level[train, None]))
@@ -165,5 +163,15 @@ def co2(window: int = 36, horizon: int = 12, test_months: int = 120, season: int
         return Split(x.astype(np.float32), y.astype(np.float32))
 
     target_dates = dates[target_start[:, None] + np.arange(horizon)]
-    return Forecast(split(train), split(test), scale, level[test], future[test],
-                    baseline[test], target_dates[test], series, dates, int(tail_start))
+    return Forecast(
+        split(train),
+        split(test),
+        scale,
+        level[test],
+        future[test],
+        baseline[test],
+        target_dates[test],
+        series,
+        dates,
+        int(tail_start),
+    )

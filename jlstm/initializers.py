@@ -11,7 +11,8 @@ random streams differ, so the numbers themselves do.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

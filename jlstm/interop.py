@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +50,7 @@ def _replace(tree: Any, path: Path, value: Any) -> Any:
         return value
     head, rest = path[0], path[1:]
     if isinstance(tree, tuple):
-        return tree[:head] + (_replace(tree[head], rest, value),) + tree[head + 1:]
+        return tree[:head] + (_replace(tree[head], rest, value),) + tree[head + 1 :]
     return {**tree, head: _replace(tree.get(head, {}), rest, value)}
 
 
@@ -148,9 +149,7 @@ def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
         if type(model_or_layer) is keras.layers.InputLayer:
             raise TypeError("from_keras: an InputLayer alone has no jlstm equivalent")
         return _from_keras_layer(model_or_layer, keras)
-    raise TypeError(
-        f"from_keras: expected a Keras 3 model or layer, got {type(model_or_layer).__name__}"
-    )
+    raise TypeError(f"from_keras: expected a Keras 3 model or layer, got {type(model_or_layer).__name__}")
 
 
 def _keras_model_pairs(model: Any, keras: Any) -> list[tuple[Layer, Params]]:
@@ -204,8 +203,7 @@ def _keras_activation(value: Any, what: str) -> str:
         name = value.get("config")
         value = name if isinstance(name, str) else value.get("class_name", "<lambda>")
     raise ValueError(
-        f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or "
-        f"unsupported {value!r}"
+        f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or unsupported {value!r}"
     )
 
 
@@ -259,7 +257,8 @@ def _jlstm_from_keras(kl: Any, keras: Any, what: str) -> Layer:
     cfg = _keras_config(kl, what)
     if kind == "Dense":
         return Dense(
-            cfg["units"], _keras_activation(cfg["activation"], f"{what} activation"),
+            cfg["units"],
+            _keras_activation(cfg["activation"], f"{what} activation"),
             use_bias=cfg["use_bias"],
             kernel_initializer=_keras_initializer(cfg["kernel_initializer"], "glorot_uniform"),
             bias_initializer=_keras_initializer(cfg["bias_initializer"], "zeros"),
@@ -297,8 +296,9 @@ def _keras_weight_paths(layer: Layer) -> list[Path]:
     """Where each of Keras's `get_weights()` arrays lives in jlstm's params, in order."""
     if layer.type_name == "Bidirectional":
         fwd, bwd = layer.config["layer"], layer.config["backward_layer"] or layer.config["layer"]
-        return [("forward",) + p for p in _keras_weight_paths(fwd)] + \
-            [("backward",) + p for p in _keras_weight_paths(bwd)]
+        return [("forward",) + p for p in _keras_weight_paths(fwd)] + [
+            ("backward",) + p for p in _keras_weight_paths(bwd)
+        ]
     names = {"LSTM": ("kernel", "recurrent_kernel"), "Dense": ("kernel",)}.get(layer.type_name, ())
     bias = ("bias",) if names and layer.config["use_bias"] else ()
     return [(name,) for name in names + bias]
@@ -339,14 +339,25 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
 
 def _keras_lstm(layer: Layer, keras: Any) -> Any:
     cfg, what = layer.config, f"to_keras: LSTM {layer.name or ''}".rstrip()
-    names = {key: _name_of(cfg[key], ACTIVATIONS, f"{what} {key}")
-             for key in ("activation", "recurrent_activation")}
-    names |= {key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
-              for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer")}
-    same = ("units", "return_sequences", "return_state", "go_backwards", "use_bias",
-            "unit_forget_bias", "dropout", "recurrent_dropout", "name")
-    return keras.layers.LSTM(**{k: cfg[k] for k in same}, **names, unroll=cfg["unroll"] is True,
-                             use_cudnn=cfg.get("use_cudnn", "auto"))
+    names = {key: _name_of(cfg[key], ACTIVATIONS, f"{what} {key}") for key in ("activation", "recurrent_activation")}
+    names |= {
+        key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
+        for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer")
+    }
+    same = (
+        "units",
+        "return_sequences",
+        "return_state",
+        "go_backwards",
+        "use_bias",
+        "unit_forget_bias",
+        "dropout",
+        "recurrent_dropout",
+        "name",
+    )
+    return keras.layers.LSTM(
+        **{k: cfg[k] for k in same}, **names, unroll=cfg["unroll"] is True, use_cudnn=cfg.get("use_cudnn", "auto")
+    )
 
 
 def _to_keras_layer(layer: Layer, keras: Any) -> Any:
@@ -356,15 +367,21 @@ def _to_keras_layer(layer: Layer, keras: Any) -> Any:
     if layer.type_name == "Bidirectional":
         backward = cfg["backward_layer"]
         return keras.layers.Bidirectional(
-            _keras_lstm(cfg["layer"], keras), merge_mode=cfg["merge_mode"], name=layer.name,
+            _keras_lstm(cfg["layer"], keras),
+            merge_mode=cfg["merge_mode"],
+            name=layer.name,
             backward_layer=None if backward is None else _keras_lstm(backward, keras),
         )
     if layer.type_name == "Dense":
         return keras.layers.Dense(
-            cfg["units"], _name_of(cfg["activation"], ACTIVATIONS, f"{what} activation"),
-            use_bias=cfg["use_bias"], name=layer.name,
-            **{key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
-               for key in ("kernel_initializer", "bias_initializer")},
+            cfg["units"],
+            _name_of(cfg["activation"], ACTIVATIONS, f"{what} activation"),
+            use_bias=cfg["use_bias"],
+            name=layer.name,
+            **{
+                key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
+                for key in ("kernel_initializer", "bias_initializer")
+            },
         )
     if layer.type_name == "Dropout":
         return keras.layers.Dropout(cfg["rate"], name=layer.name)
@@ -389,8 +406,12 @@ class _TorchConfig(NamedTuple):
 
 def _torch_names(k: int, suffix: str) -> dict[str, str]:
     """jlstm's param name -> nn.LSTM's for layer k, one direction ('' or '_reverse')."""
-    return {"kernel": f"weight_ih_l{k}{suffix}", "recurrent_kernel": f"weight_hh_l{k}{suffix}",
-            "bias": f"bias_ih_l{k}{suffix}", "bias_hh": f"bias_hh_l{k}{suffix}"}
+    return {
+        "kernel": f"weight_ih_l{k}{suffix}",
+        "recurrent_kernel": f"weight_hh_l{k}{suffix}",
+        "bias": f"bias_ih_l{k}{suffix}",
+        "bias_hh": f"bias_hh_l{k}{suffix}",
+    }
 
 
 def _torch_stack(cfg: _TorchConfig) -> Layer:
@@ -427,18 +448,14 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
     for i, sub in lstms:
         if sub.type_name == "Bidirectional":
             if sub.config["merge_mode"] != "concat":
-                raise ValueError(
-                    f"{what}: layer {i}: expected merge_mode='concat', got {sub.config['merge_mode']!r}"
-                )
+                raise ValueError(f"{what}: layer {i}: expected merge_mode='concat', got {sub.config['merge_mode']!r}")
             fwd, bwd = sub.config["layer"].config, sub.config["backward_layer"]
             bwd = {**fwd, "go_backwards": True} if bwd is None else bwd.config
             specs.append([(fwd, False), (bwd, True)])
         elif sub.type_name == "LSTM":
             specs.append([(sub.config, False)])
         else:
-            raise TypeError(
-                f"{what}: layer {i}: nn.LSTM has no {sub.type_name}; expected LSTM or Bidirectional"
-            )
+            raise TypeError(f"{what}: layer {i}: nn.LSTM has no {sub.type_name}; expected LSTM or Bidirectional")
     directions = [cfg for spec in specs for cfg, _ in spec]
     for cfg, go_backwards in (d for spec in specs for d in spec):
         _check_torch_lstm(cfg, go_backwards, directions[0], what)
@@ -502,8 +519,14 @@ def from_torch(module: Any) -> tuple[Layer, Params]:
         raise TypeError(f"from_torch: expected a torch.nn.LSTM, got {type(module).__name__}")
     if module.proj_size:
         raise ValueError(f"from_torch: proj_size={module.proj_size} is not supported (expected 0)")
-    config = _TorchConfig(module.input_size, module.hidden_size, module.num_layers,
-                          module.bias, float(module.dropout), module.bidirectional)
+    config = _TorchConfig(
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        module.bias,
+        float(module.dropout),
+        module.bidirectional,
+    )
     layer = _torch_stack(config)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     leaves = tuple(_leaf_params(layer, _abstract_params(layer, config.input_size)))
@@ -589,8 +612,7 @@ def from_flax(module: Any, params: Params) -> tuple[Layer, Params]:
 
         if module.merge_fn is not _concatenate:
             raise ValueError(
-                f"from_flax: Bidirectional: expected the default concatenating merge_fn, "
-                f"got {module.merge_fn!r}"
+                f"from_flax: Bidirectional: expected the default concatenating merge_fn, got {module.merge_fn!r}"
             )
         _expect_keys(params, ("forward_rnn", "backward_rnn"), "from_flax: Bidirectional")
         fwd, p_fwd = _from_flax_rnn(module.forward_rnn, params["forward_rnn"], nn, reverse=False)
@@ -619,21 +641,28 @@ def _from_flax_rnn(rnn: Any, params: Any, nn: Any, *, reverse: bool) -> tuple[La
 def _from_flax_cell(cell: Any, params: Any, nn: Any, **kwargs: Any) -> tuple[Layer, Params]:
     kind = type(cell).__name__
     if type(cell) not in (nn.LSTMCell, nn.OptimizedLSTMCell):
-        raise TypeError(
-            f"from_flax: expected an LSTMCell, OptimizedLSTMCell, RNN or Bidirectional, got {kind}"
-        )
+        raise TypeError(f"from_flax: expected an LSTMCell, OptimizedLSTMCell, RNN or Bidirectional, got {kind}")
     what = f"from_flax: {kind}"
     _expect_keys(params, [f"{s}{g}" for s in "ih" for g in _FLAX_GATES], what)
     gather = lambda side, key: jnp.concatenate(  # noqa: E731
-        [jnp.asarray(params[f"{side}{g}"][key]) for g in _FLAX_GATES], axis=-1)
-    layer = LSTM(
-        cell.features, return_sequences=True,
-        activation=cell.activation_fn, recurrent_activation=cell.gate_fn,
-        kernel_initializer=cell.kernel_init, recurrent_initializer=cell.recurrent_kernel_init,
-        bias_initializer=cell.bias_init, unit_forget_bias=False, **kwargs,
+        [jnp.asarray(params[f"{side}{g}"][key]) for g in _FLAX_GATES], axis=-1
     )
-    return layer, {"kernel": gather("i", "kernel"), "recurrent_kernel": gather("h", "kernel"),
-                   "bias": gather("h", "bias")}
+    layer = LSTM(
+        cell.features,
+        return_sequences=True,
+        activation=cell.activation_fn,
+        recurrent_activation=cell.gate_fn,
+        kernel_initializer=cell.kernel_init,
+        recurrent_initializer=cell.recurrent_kernel_init,
+        bias_initializer=cell.bias_init,
+        unit_forget_bias=False,
+        **kwargs,
+    )
+    return layer, {
+        "kernel": gather("i", "kernel"),
+        "recurrent_kernel": gather("h", "kernel"),
+        "bias": gather("h", "bias"),
+    }
 
 
 def _flax_layer_class() -> type:

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,7 @@ class Layer(NamedTuple):
     type_name: str
     name: str | None = None
     config: Mapping[str, Any] = {}
-    sublayers: tuple["Layer", ...] = ()
+    sublayers: tuple[Layer, ...] = ()
     # (inputs, mask) -> the mask for the next layer; None: kept while outputs keep the time axis.
     compute_mask: Callable[[jax.Array, jax.Array | None], jax.Array | None] | None = None
 
@@ -125,9 +126,18 @@ def LSTM(
     @functools.partial(jax.jit, static_argnames="routes")
     def compute(params, x, mask, h0, c0, key, routes=("scan",)):
         result = cudnn.run_lstm_directions(
-            spec, [params], x, mask, h0, c0, reverse=(go_backwards,),
-            return_sequences=return_sequences, zero_output_for_mask=False, dropout_rng=key,
-            route=routes[0], what=what,
+            spec,
+            [params],
+            x,
+            mask,
+            h0,
+            c0,
+            reverse=(go_backwards,),
+            return_sequences=return_sequences,
+            zero_output_for_mask=False,
+            dropout_rng=key,
+            route=routes[0],
+            what=what,
         )
         out = result.sequences[0] if return_sequences else result.h[0]
         return (out, result.h[0], result.c[0]) if return_state else out
@@ -142,9 +152,7 @@ def LSTM(
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
-        x, mask, (h0, c0) = prepare_lstm_call(
-            [(spec, params)], inputs, mask, lengths, initial_state, what
-        )
+        x, mask, (h0, c0) = prepare_lstm_call([(spec, params)], inputs, mask, lengths, initial_state, what)
         key = dropout_rng(spec, training, rng, what)
         routes = cudnn.plan([spec], x, mask, key is not None, what)
         return compute(params, x, mask, h0, c0, key, routes)
@@ -239,9 +247,7 @@ def prepare_lstm_call(
     units = [spec.units for spec, _ in directions]
     if initial_state is None:
         return x, mask, (None, None)  # zeros, made inside the jitted scan
-    flat = _checks.states(
-        initial_state, 2 * len(units), batch, [u for u in units for _ in (0, 1)], x.dtype, what
-    )
+    flat = _checks.states(initial_state, 2 * len(units), batch, [u for u in units for _ in (0, 1)], x.dtype, what)
     h0s, c0s = flat[0::2], flat[1::2]
     return x, mask, (h0s, c0s)
 
@@ -317,17 +323,16 @@ def Dense(
             params["bias"] = init_bias(k_bias, (units,), jnp.float32)
         return shape[:-1] + (units,), params
 
-    def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
-              rng: jax.Array | None = None) -> jax.Array:
+    def apply(
+        params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
+    ) -> jax.Array:
         del mask, training, rng
         expected = {"kernel": (None, units)} | ({"bias": (units,)} if use_bias else {})
         _checks.param_tree(params, expected, what)
         features = params["kernel"].shape[0]
         x = _checks.array(inputs, f"{what} inputs")
         if x.ndim < 2 or x.shape[-1] != features:
-            raise ValueError(
-                f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}")
         y = x.astype(params["kernel"].dtype) @ params["kernel"]
         if use_bias:
             y = y + params["bias"]
@@ -346,8 +351,9 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
         del rng
         return _checks.shape_tuple(input_shape, what), {}
 
-    def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
-              rng: jax.Array | None = None) -> jax.Array:
+    def apply(
+        params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
+    ) -> jax.Array:
         del mask
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
@@ -377,8 +383,9 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
         del rng
         return _checks.sequence_shape(input_shape, what), {}
 
-    def apply(params: Params, inputs: Any, *, mask: Any = None, training: bool = False,
-              rng: jax.Array | None = None) -> jax.Array:
+    def apply(
+        params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
+    ) -> jax.Array:
         del mask, training, rng
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")

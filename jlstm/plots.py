@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -60,8 +61,7 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
             for key, style, split in ((name, "-", "train"), (f"val_{name}", "--", "test")):
                 if key in history:
                     epochs = np.arange(1, len(history[key]) + 1)
-                    ax.plot(epochs, history[key], style, color=color,
-                            label=f"{label} {split}".strip())
+                    ax.plot(epochs, history[key], style, color=color, label=f"{label} {split}".strip())
         ax.set(xlabel="epoch", ylabel=name, title=name)
         if name == "loss":
             ax.set_yscale("log")

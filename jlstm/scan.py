@@ -100,8 +100,7 @@ def _keep(keep: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
     return new if keep is None else jnp.where(keep, new, old)
 
 
-def _scan_states(xs, weights: _Weights, h0, c0, keep, input_dropout, recurrent_dropout,
-                 statics: _Statics, emit: str):
+def _scan_states(xs, weights: _Weights, h0, c0, keep, input_dropout, recurrent_dropout, statics: _Statics, emit: str):
     """The forward loop over xs (T, D, B, F), from states (D, B, U), with keep (T, D, B, 1)
     or None. Emits per step nothing, h, or for the VJP (h, c, saved), where saved is
     (activated gates, tanh(c)) for tanh/sigmoid and (pre-activations, None) otherwise.
@@ -130,7 +129,8 @@ def _scan_states(xs, weights: _Weights, h0, c0, keep, input_dropout, recurrent_d
         h_prev, c_prev = carry
         if per_gate:
             z = _gate_projection(a_t, weights.kernel, input_dropout) + _gate_projection(
-                h_prev, weights.recurrent_kernel, recurrent_dropout)
+                h_prev, weights.recurrent_kernel, recurrent_dropout
+            )
         elif dot == "fused":
             z = _dot(stacked, jnp.concatenate([a_t, h_prev], axis=axis), form)
         elif dot == "split":
@@ -196,8 +196,9 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
     if cols != _is_cols(statics.form):  # the backward loop's layout differs from the forward's
         h_prev, c_prev, saved = jax.tree.map(lambda a: jnp.swapaxes(a, -1, -2), (h_prev, c_prev, saved))
     d_seq, d_h, d_c = (_relayout(a, cols) for a in cotangents)
-    (d_h0, d_c0), d_z = _backward_loop(weights.recurrent_kernel, _relayout(keep, cols), c_prev, saved,
-                                       d_seq, d_h, d_c, statics, form)
+    (d_h0, d_c0), d_z = _backward_loop(
+        weights.recurrent_kernel, _relayout(keep, cols), c_prev, saved, d_seq, d_h, d_c, statics, form
+    )
     d_xs, d_weights = _gradients(xs, weights, _relayout(h_prev, cols), _relayout(d_z, cols))
     return d_xs, d_weights, _relayout(d_h0, cols), _relayout(d_c0, cols), None
 
@@ -223,8 +224,9 @@ def _backward_loop(recurrent_kernels, keep, c_prev, saved, d_seq, d_h, d_c, stat
     cotangents before the first step, and each step's gate pre-activation cotangents."""
     cols = form == "cols"
     axis = -2 if cols else -1
-    gates = functools.partial(lstm_gates, activation=statics.activation,
-                              recurrent_activation=statics.recurrent_activation, axis=axis)
+    gates = functools.partial(
+        lstm_gates, activation=statics.activation, recurrent_activation=statics.recurrent_activation, axis=axis
+    )
     if d_seq is None:
         d_seq = jnp.zeros_like(c_prev)
     zero_masked_output = keep is not None and statics.zero_output_for_mask
@@ -245,12 +247,15 @@ def _backward_loop(recurrent_kernels, keep, c_prev, saved, d_seq, d_h, d_c, stat
         acts, tanh_c = saved_t
         i, f, g, o = jnp.split(acts, 4, axis=axis)
         d_c_total = d_c_new + d_h_new * o * (1 - tanh_c * tanh_c)
-        d_z = jnp.concatenate([
-            d_c_total * g * i * (1 - i),
-            d_c_total * c_before * f * (1 - f),
-            d_c_total * i * (1 - g * g),
-            d_h_new * tanh_c * o * (1 - o),
-        ], axis=axis)
+        d_z = jnp.concatenate(
+            [
+                d_c_total * g * i * (1 - i),
+                d_c_total * c_before * f * (1 - f),
+                d_c_total * i * (1 - g * g),
+                d_h_new * tanh_c * o * (1 - o),
+            ],
+            axis=axis,
+        )
         return d_z, d_c_total * f
 
     def step(carry, inputs):
@@ -290,8 +295,11 @@ def _backward_form(signature: tuning.Signature) -> str:
 
 def _dummy_weights(signature: tuning.Signature) -> _Weights:
     d, _, _, f, u, dtype = signature
-    return _Weights(tuning.dummy((d, f, 4 * u), dtype, f ** -0.5), tuning.dummy((d, u, 4 * u), dtype, u ** -0.5, 1),
-                    tuning.dummy((d, 4 * u), dtype, 0.1, 2))
+    return _Weights(
+        tuning.dummy((d, f, 4 * u), dtype, f**-0.5),
+        tuning.dummy((d, u, 4 * u), dtype, u**-0.5, 1),
+        tuning.dummy((d, 4 * u), dtype, 0.1, 2),
+    )
 
 
 def _forward_candidate(form: str, signature: tuning.Signature) -> tuning.Candidate:
@@ -314,13 +322,20 @@ def _backward_candidate(form: str, signature: tuning.Signature) -> tuning.Candid
 
     def backward(xs, weights, acts, tanh_c, c_prev, d_seq):
         zeros = jnp.zeros(states[1:], dtype)
-        _, d_z = _backward_loop(weights.recurrent_kernel, None, c_prev, (acts, tanh_c), d_seq, zeros, zeros,
-                                _TUNE_STATICS, form)
+        _, d_z = _backward_loop(
+            weights.recurrent_kernel, None, c_prev, (acts, tanh_c), d_seq, zeros, zeros, _TUNE_STATICS, form
+        )
         return _gradients(xs, weights, _relayout(c_prev, cols), _relayout(d_z, cols))
 
     acts = (tuning.dummy(gates, dtype) > 0).astype(dtype) * 0.5
-    args = (tuning.dummy((t, d, b, f), dtype), _dummy_weights(signature), acts,
-            tuning.dummy(states, dtype, 0.5, 1), tuning.dummy(states, dtype, 1.0, 2), tuning.dummy(states, dtype, 1.0, 3))
+    args = (
+        tuning.dummy((t, d, b, f), dtype),
+        _dummy_weights(signature),
+        acts,
+        tuning.dummy(states, dtype, 0.5, 1),
+        tuning.dummy(states, dtype, 1.0, 2),
+        tuning.dummy(states, dtype, 1.0, 3),
+    )
     return tuning.Candidate(backward, args)
 
 
@@ -353,8 +368,9 @@ def _run_in_chunks(xs, keep, weights, input_dropout, recurrent_dropout, h0, c0, 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def chunk(carry, inputs):
         x_chunk, keep_chunk = inputs
-        hs, h, c = _run(x_chunk, keep_chunk, weights, input_dropout, recurrent_dropout, *carry, statics,
-                        return_sequences)
+        hs, h, c = _run(
+            x_chunk, keep_chunk, weights, input_dropout, recurrent_dropout, *carry, statics, return_sequences
+        )
         return (h, c), hs
 
     (h, c), hs = lax.scan(chunk, (h0, c0), (split(xs), split(keep)))
@@ -396,18 +412,43 @@ def lstm_scan(
     """
     batch, timesteps, features = x.shape
     per_gate = recurrent_dropout is not None
-    signature = tuning.Signature(len(reverse), batch, timesteps, features, recurrent_kernels[0].shape[0],
-                                 jnp.dtype(x.dtype).name)
+    signature = tuning.Signature(
+        len(reverse), batch, timesteps, features, recurrent_kernels[0].shape[0], jnp.dtype(x.dtype).name
+    )
     form = "rows-split" if per_gate else _forward_form(signature)
     statics = _Statics(activation, recurrent_activation, zero_output_for_mask, unroll, form)
-    return _lstm_scan(x, kernels, recurrent_kernels, biases, initial_states, mask, input_dropout,
-                      recurrent_dropout, reverse=reverse, statics=statics, return_sequences=return_sequences,
-                      remat=remat)
+    return _lstm_scan(
+        x,
+        kernels,
+        recurrent_kernels,
+        biases,
+        initial_states,
+        mask,
+        input_dropout,
+        recurrent_dropout,
+        reverse=reverse,
+        statics=statics,
+        return_sequences=return_sequences,
+        remat=remat,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("reverse", "statics", "return_sequences", "remat"))
-def _lstm_scan(x, kernels, recurrent_kernels, biases, initial_states, mask, input_dropout, recurrent_dropout,
-               *, reverse, statics, return_sequences, remat) -> ScanResult:
+def _lstm_scan(
+    x,
+    kernels,
+    recurrent_kernels,
+    biases,
+    initial_states,
+    mask,
+    input_dropout,
+    recurrent_dropout,
+    *,
+    reverse,
+    statics,
+    return_sequences,
+    remat,
+) -> ScanResult:
     stack = lambda arrays: None if arrays is None else jnp.stack(arrays).astype(x.dtype)  # noqa: E731
     batch, units = x.shape[0], recurrent_kernels[0].shape[0]
     if initial_states is None:
@@ -418,8 +459,7 @@ def _lstm_scan(x, kernels, recurrent_kernels, biases, initial_states, mask, inpu
     keep = None if mask is None else jnp.stack([_time_major(mask, r) for r in reverse], 1)[..., None]
     weights = _Weights(stack(kernels), stack(recurrent_kernels), stack(biases))
     run = _run_in_chunks if remat else _run
-    hs, h, c = run(xs, keep, weights, stack(input_dropout), stack(recurrent_dropout), h0, c0, statics,
-                   return_sequences)
+    hs, h, c = run(xs, keep, weights, stack(input_dropout), stack(recurrent_dropout), h0, c0, statics, return_sequences)
     sequences = jnp.moveaxis(hs, 0, 2) if return_sequences else None  # (T, D, B, U) -> (D, B, T, U)
     return ScanResult(sequences, h, c)
 

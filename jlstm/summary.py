@@ -3,8 +3,8 @@
 >>> import jlstm
 >>> jlstm.count_params(jlstm.LSTM(5), (None, 11, 3))
 180
->>> print(jlstm.summary(jlstm.LSTM(5), (None, 11, 3)).splitlines()[4])
-lstm_1 (LSTM)                (None, 5)                 180       
+>>> print(jlstm.summary(jlstm.LSTM(5), (None, 11, 3)).splitlines()[4].rstrip())
+lstm_1 (LSTM)                (None, 5)                 180
 """
 
 from __future__ import annotations
@@ -122,6 +122,13 @@ def summary(layer: Layer, input_shape: Shape, *, namer: Namer | None = None) -> 
         rows.append(_row(f"{names[id(sub)]} ({sub.type_name})", shape, n))
     rule = "_" * LINE_LENGTH
     return "\n".join(
-        [rule, _row("Layer (type)", "Output Shape", "Param #"), f"\n{rule}\n".join(rows),
-         f"Total params: {total:,}", f"Trainable params: {total:,}", "Non-trainable params: 0", rule]
+        [
+            rule,
+            _row("Layer (type)", "Output Shape", "Param #"),
+            f"\n{rule}\n".join(rows),
+            f"Total params: {total:,}",
+            f"Trainable params: {total:,}",
+            "Non-trainable params: 0",
+            rule,
+        ]
     )

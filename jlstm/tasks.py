@@ -10,8 +10,9 @@ metrics and the plots, each a pure function of a `Config`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -62,13 +63,23 @@ def optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransformation
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
 
 
-def _fit(model: Layer, cfg: Config, data: Any, train_split: tuple, test_split: tuple,
-         **kwargs: Any) -> tuple[Params, train.History]:
+def _fit(
+    model: Layer, cfg: Config, data: Any, train_split: tuple, test_split: tuple, **kwargs: Any
+) -> tuple[Params, train.History]:
     _, params = model.init(jax.random.key(cfg.seed), (None, *data.train.x.shape[1:]))
     steps = math.ceil(len(train_split[0]) / cfg.batch_size)
-    return train.fit(model, params, optimizer(cfg, steps), train_split, test_split,
-                     epochs=cfg.epochs, batch_size=cfg.batch_size,
-                     rng=jax.random.key(cfg.seed + 1), progress=cfg.progress, **kwargs)
+    return train.fit(
+        model,
+        params,
+        optimizer(cfg, steps),
+        train_split,
+        test_split,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        rng=jax.random.key(cfg.seed + 1),
+        progress=cfg.progress,
+        **kwargs,
+    )
 
 
 CLASSIFY = {"loss": train.sparse_categorical_crossentropy, "metrics": {"accuracy": train.accuracy}}
@@ -93,9 +104,11 @@ def run_digits(cfg: Config) -> Result:
         {"digits": history},
         {
             "learning_curves.png": lambda p: _plots().learning_curves(
-                {"": history}, p, title="digits: Bidirectional(LSTM) -> Dense"),
+                {"": history}, p, title="digits: Bidirectional(LSTM) -> Dense"
+            ),
             "confusion_matrix.png": lambda p: _plots().confusion_matrix(
-                data.test.y, predicted, p, title=f"digits test: accuracy {test['accuracy']:.4f}"),
+                data.test.y, predicted, p, title=f"digits test: accuracy {test['accuracy']:.4f}"
+            ),
         },
     )
 
@@ -121,8 +134,7 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
         params, history = _fit(model, cfg, data, data.train[keep], data.test[keep], **CLASSIFY)
         runs[name] = (params, history)
         for label, split in (("test", data.test), ("padded_test", longer)):
-            metrics[f"{name}_{label}_accuracy"] = train.evaluate(
-                model, params, split[keep], **CLASSIFY)["accuracy"]
+            metrics[f"{name}_{label}_accuracy"] = train.evaluate(model, params, split[keep], **CLASSIFY)["accuracy"]
     m = metrics
     summary = (
         f"ragged-digits: test accuracy with mask {m['masked_test_accuracy']:.4f}, "
@@ -134,13 +146,17 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
     params = runs["masked"][0]
     predicted = train.predict(model, params, data.test.x, data.test.mask).argmax(-1)
     return Result(
-        params, metrics, summary, histories,
+        params,
+        metrics,
+        summary,
+        histories,
         {
             "learning_curves.png": lambda p: _plots().learning_curves(
-                histories, p, title="ragged digits: with and without the mask"),
+                histories, p, title="ragged digits: with and without the mask"
+            ),
             "confusion_matrix.png": lambda p: _plots().confusion_matrix(
-                data.test.y, predicted, p,
-                title=f"ragged digits, masked: accuracy {m['masked_test_accuracy']:.4f}"),
+                data.test.y, predicted, p, title=f"ragged digits, masked: accuracy {m['masked_test_accuracy']:.4f}"
+            ),
         },
     )
 
@@ -155,8 +171,15 @@ def run_co2(cfg: Config) -> Result:
     data = datasets.co2()
     horizon = data.train.y.shape[1]
     model = Sequential([LSTM(cfg.units), Dense(horizon)])
-    params, history = _fit(model, cfg, data, data.train[:2], data.test[:2],
-                           loss=train.mean_squared_error, metrics={"mae": train.mean_absolute_error})
+    params, history = _fit(
+        model,
+        cfg,
+        data,
+        data.train[:2],
+        data.test[:2],
+        loss=train.mean_squared_error,
+        metrics={"mae": train.mean_absolute_error},
+    )
     predicted = data.to_units(train.predict(model, params, data.test.x), data.test_level)
     truth, baseline = data.test_truth, data.test_baseline
     metrics = {
@@ -176,25 +199,44 @@ def run_co2(cfg: Config) -> Result:
     flat = lambda a: a[tiles].reshape(-1)  # noqa: E731
     context = slice(data.tail_start - 4 * horizon, data.tail_start)
     return Result(
-        params, metrics, summary, {"co2": history},
+        params,
+        metrics,
+        summary,
+        {"co2": history},
         {
             "learning_curves.png": lambda p: _plots().learning_curves(
-                {"": history}, p, title="co2: LSTM -> Dense, scaled units"),
+                {"": history}, p, title="co2: LSTM -> Dense, scaled units"
+            ),
             "forecast.png": lambda p: _plots().forecast(
-                flat(data.test_dates), flat(truth),
-                {f"LSTM (MAE {m['test_mae_ppm']:.2f})": flat(predicted),
-                 f"seasonal naive (MAE {m['baseline_mae_ppm']:.2f})": flat(baseline)},
-                p, context=(data.dates[context], data.series[context]), ylabel="CO2 (ppm)",
-                title="Mauna Loa CO2, held-out tail: consecutive 12-month forecasts"),
+                flat(data.test_dates),
+                flat(truth),
+                {
+                    f"LSTM (MAE {m['test_mae_ppm']:.2f})": flat(predicted),
+                    f"seasonal naive (MAE {m['baseline_mae_ppm']:.2f})": flat(baseline),
+                },
+                p,
+                context=(data.dates[context], data.series[context]),
+                ylabel="CO2 (ppm)",
+                title="Mauna Loa CO2, held-out tail: consecutive 12-month forecasts",
+            ),
         },
     )
 
 
 TASKS: Mapping[str, Task] = {
-    "digits": Task(run_digits, Config(epochs=60, batch_size=32, lr=1e-2, units=128, seed=0),
-                   "scikit-learn digits, rows as timesteps (accuracy)"),
-    "ragged-digits": Task(run_ragged_digits, Config(epochs=30, batch_size=32, lr=1e-2, units=128, seed=0),
-                          "digits with trailing rows cut, with vs without the mask"),
-    "co2": Task(run_co2, Config(epochs=200, batch_size=32, lr=1e-2, units=64, seed=0),
-                "Mauna Loa CO2 12-month forecast vs seasonal naive (MAE, ppm)"),
+    "digits": Task(
+        run_digits,
+        Config(epochs=60, batch_size=32, lr=1e-2, units=128, seed=0),
+        "scikit-learn digits, rows as timesteps (accuracy)",
+    ),
+    "ragged-digits": Task(
+        run_ragged_digits,
+        Config(epochs=30, batch_size=32, lr=1e-2, units=128, seed=0),
+        "digits with trailing rows cut, with vs without the mask",
+    ),
+    "co2": Task(
+        run_co2,
+        Config(epochs=200, batch_size=32, lr=1e-2, units=64, seed=0),
+        "Mauna Loa CO2 12-month forecast vs seasonal naive (MAE, ppm)",
+    ),
 }

@@ -26,7 +26,8 @@ from __future__ import annotations
 import functools
 import math
 import types
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -94,19 +95,27 @@ def _per_example(values: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 
 def _weighted_means(
-    outputs: jax.Array, y: jax.Array, mask: jax.Array | None, weight: jax.Array | None,
+    outputs: jax.Array,
+    y: jax.Array,
+    mask: jax.Array | None,
+    weight: jax.Array | None,
     fns: Metrics,
 ) -> dict[str, jax.Array]:
     if weight is None:
         weight = jnp.ones(outputs.shape[0], outputs.dtype)
     total = jnp.sum(weight)
-    return {name: jnp.sum(weight * _per_example(fn(outputs, y), mask)) / total
-            for name, fn in fns.items()}
+    return {name: jnp.sum(weight * _per_example(fn(outputs, y), mask)) / total for name, fn in fns.items()}
 
 
 def _batch_means(
-    layer: Layer, fns: Metrics, params: Params, x: jax.Array, y: jax.Array,
-    mask: jax.Array | None, weight: jax.Array | None, rng: jax.Array | None = None,
+    layer: Layer,
+    fns: Metrics,
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    mask: jax.Array | None,
+    weight: jax.Array | None,
+    rng: jax.Array | None = None,
     dropout: bool = False,
 ) -> dict[str, jax.Array]:
     if dropout:
@@ -163,9 +172,7 @@ def make_step(
     return checked_step
 
 
-def make_eval_step(
-    layer: Layer, loss: Loss, *, metrics: Metrics | None = None
-) -> Callable[..., dict[str, jax.Array]]:
+def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) -> Callable[..., dict[str, jax.Array]]:
     """A jitted `eval_step(params, x, y, mask=None, weight=None) -> metrics`: the same
     weighted batch means as `make_step`'s, with the layer in inference mode.
 
@@ -201,9 +208,7 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 def _check_inputs(x: Any, mask: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[0] == 0:
-        raise ValueError(
-            f"{what}: expected x of rank 3 (batch > 0, timesteps, features), got shape {x.shape}"
-        )
+        raise ValueError(f"{what}: expected x of rank 3 (batch > 0, timesteps, features), got shape {x.shape}")
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != x.shape[:2]:
@@ -214,8 +219,7 @@ def _check_inputs(x: Any, mask: Any, what: str) -> tuple[np.ndarray, np.ndarray 
 
 def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
-        got = f"{type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list)) \
-            else type(data).__name__
+        got = f"{type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list)) else type(data).__name__
         raise TypeError(f"{what}: expected (x, y) or (x, y, mask), got {got}")
     x, y, mask = (*data, None)[:3]
     x, mask = _check_inputs(x, mask, what)
@@ -235,7 +239,7 @@ def _padded_batches(
     of weight 0, so that one compiled step serves every batch, a mesh divides them, and
     the batches hold the same examples whatever the number of devices."""
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         pad = rows - len(idx)
         take = np.concatenate([idx, np.zeros(pad, idx.dtype)])
         weight = np.concatenate([np.ones(len(idx), np.float32), np.zeros(pad, np.float32)])
@@ -247,8 +251,7 @@ def _shard(arrays: tuple[np.ndarray | None, ...], mesh: Mesh) -> tuple[jax.Array
     # the same on one host and on several (after jax.distributed.initialize()).
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
     return tuple(
-        None if a is None else jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i])
-        for a in arrays
+        None if a is None else jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i]) for a in arrays
     )
 
 
@@ -311,7 +314,12 @@ def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
 
 
 def predict(
-    layer: Layer, params: Params, x: Any, mask: Any = None, *, batch_size: int = 256,
+    layer: Layer,
+    params: Params,
+    x: Any,
+    mask: Any = None,
+    *,
+    batch_size: int = 256,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
     """The layer's outputs for all of `x` (inference mode), in batches, as a numpy array.
@@ -329,9 +337,7 @@ def predict(
     apply = _predict_step(layer.apply)
     params = _replicate(params, mesh)
     batches = _padded_batches((x, mask), batch_size, _padded_size(batch_size, mesh), np.arange(len(x)))
-    return np.concatenate([
-        np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches
-    ])
+    return np.concatenate([np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
 
 
 def fit(
@@ -387,8 +393,13 @@ def fit(
         rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
         order = np.asarray(jax.random.permutation(shuffle_key, n))
         sums: dict[str, jax.Array] = {}
-        with tqdm(total=math.ceil(n / batch_size), desc=f"epoch {epoch + 1}/{epochs}",
-                  disable=not progress, leave=True, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=math.ceil(n / batch_size),
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            leave=True,
+            dynamic_ncols=True,
+        ) as bar:
             for i, (count, batch) in enumerate(_padded_batches(train, batch_size, rows, order)):
                 key = jax.random.fold_in(dropout_key, i) if dropout else None
                 params, opt_state, means = step(params, opt_state, *_shard(batch, mesh), rng=key)

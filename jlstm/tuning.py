@@ -29,7 +29,8 @@ import os
 import platform
 import time
 import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -41,7 +42,13 @@ from jlstm.checkpoint import write_atomic
 # projection of every step as one GEMM before the loop. "-t": the weight is stored (4U, K)
 # and contracted on its last axis (einsum "nk,bk->bn"), which XLA's CPU dot emits differently.
 FORWARD_FORMS = (
-    "rows-fused", "rows-fused-t", "rows-split", "rows-hoisted-t", "cols-fused", "cols-split", "cols-hoisted",
+    "rows-fused",
+    "rows-fused-t",
+    "rows-split",
+    "rows-hoisted-t",
+    "cols-fused",
+    "cols-split",
+    "cols-hoisted",
 )
 # The backward loop's one dot, d_h = d_z @ recurrent_kernel^T, in the same layouts.
 BACKWARD_FORMS = ("rows", "rows-t", "cols")
@@ -93,7 +100,8 @@ class Config:
         self.forward_form = _form_or_none(env.get("JLSTM_FORWARD_FORM") or None, "forward", "JLSTM_FORWARD_FORM")
         self.backward_form = _form_or_none(env.get("JLSTM_BACKWARD_FORM") or None, "backward", "JLSTM_BACKWARD_FORM")
         self.cache_dir = env.get("JLSTM_CACHE_DIR") or os.path.join(
-            env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jlstm")
+            env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jlstm"
+        )
 
     def update(self, **changes: Any) -> None:
         """Sets `tune`, `forward_form`, `backward_form` or `cache_dir`. Forms are fixed when a
@@ -112,7 +120,8 @@ class Config:
                 value = os.fspath(value)
             else:
                 raise ValueError(
-                    f"jlstm.config: expected one of tune, forward_form, backward_form, cache_dir, got {name!r}")
+                    f"jlstm.config: expected one of tune, forward_form, backward_form, cache_dir, got {name!r}"
+                )
             checked[name] = value
         vars(self).update(checked)
         _warned.clear()
@@ -263,8 +272,11 @@ def _read_cache() -> dict[str, str]:
 def _distrust(path: str, why: str) -> dict[str, str]:
     if path not in _warned:
         _warned.add(path)
-        warnings.warn(f"jlstm: ignoring the scan form cache {path}: {why}; forms are measured "
-                      "again and kept in memory only (delete the file to rebuild it)", stacklevel=3)
+        warnings.warn(
+            f"jlstm: ignoring the scan form cache {path}: {why}; forms are measured "
+            "again and kept in memory only (delete the file to rebuild it)",
+            stacklevel=3,
+        )
     return {}
 
 

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bench_gpu(*args):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    return subprocess.run([sys.executable, "-m", "bench.gpu", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.gpu", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the skip off a GPU")
@@ -30,8 +31,19 @@ def test_help_and_skip_off_gpu(tmp_path):
 
 @pytest.mark.skipif(jax.default_backend() == "gpu", reason="checks the CPU notes")
 def test_allow_cpu_reports_what_ran(tmp_path):
-    done = bench_gpu("--allow-cpu", "--shapes", "seed", "--directions", "uni", "--peers",
-                     "jlstm-scan,jlstm-cudnn,torch-cudnn", "--repeats", "1", "--out", str(tmp_path))
+    done = bench_gpu(
+        "--allow-cpu",
+        "--shapes",
+        "seed",
+        "--directions",
+        "uni",
+        "--peers",
+        "jlstm-scan,jlstm-cudnn,torch-cudnn",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "gpu.json").read_text())
     assert [r["peer"] for r in results["rows"]] == ["jlstm-scan"]

@@ -86,8 +86,7 @@ def test_streaming_chunks_equal_one_pass(masked, go_backwards):
     params = init(layer, 4 if go_backwards else 2)
     x, mask = data(4 if go_backwards else 2)
     mask = mask if masked else None
-    assert_streams_like_one_pass(layer, params, x, mask, CHUNKS[::-1] if go_backwards else CHUNKS,
-                                 mask=mask)
+    assert_streams_like_one_pass(layer, params, x, mask, CHUNKS[::-1] if go_backwards else CHUNKS, mask=mask)
 
 
 def test_streaming_with_lengths_equals_mask():

@@ -13,12 +13,14 @@ from jlstm import checkpoint
 
 
 def model_params():
-    model = jlstm.Sequential([
-        jlstm.LSTM(4, return_sequences=True),
-        jlstm.Bidirectional(jlstm.LSTM(3)),
-        jlstm.Dropout(0.1),
-        jlstm.Dense(2),
-    ])
+    model = jlstm.Sequential(
+        [
+            jlstm.LSTM(4, return_sequences=True),
+            jlstm.Bidirectional(jlstm.LSTM(3)),
+            jlstm.Dropout(0.1),
+            jlstm.Dense(2),
+        ]
+    )
     return model.init(jax.random.key(0), (None, 5, 3))[1]
 
 
@@ -94,18 +96,21 @@ def test_like_restores_containers_and_array_kinds(tmp_path):
 @pytest.mark.parametrize(
     "change,message",
     [
-        (lambda p: (p[0], p[1], p[2], {**p[3], "kernel": p[3]["kernel"][:, :1]}),
-         r"params\[3\]\['kernel'\]: expected float32 \(6, 1\), got float32 \(6, 2\)"),
-        (lambda p: (p[0], p[1], p[2], {**p[3], "kernel": p[3]["kernel"].astype(jnp.bfloat16)}),
-         r"params\[3\]\['kernel'\]: expected bfloat16 \(6, 2\), got float32 \(6, 2\)"),
-        (lambda p: p[:3],
-         r"params: expected a tuple of 3, got a tuple of 4"),
-        (lambda p: (p[0], {"forward": p[1]["forward"]}, p[2], p[3]),
-         r"params\[1\]: expected a dict with keys \['forward'\], got a dict with keys \['backward', 'forward'\]"),
-        (lambda p: list(p),
-         r"params: expected a list of 4, got a tuple of 4"),
-        (lambda p: (p[0], p[1], None, p[3]),
-         r"params\[2\]: expected None, got a dict with keys \[\]"),
+        (
+            lambda p: (p[0], p[1], p[2], {**p[3], "kernel": p[3]["kernel"][:, :1]}),
+            r"params\[3\]\['kernel'\]: expected float32 \(6, 1\), got float32 \(6, 2\)",
+        ),
+        (
+            lambda p: (p[0], p[1], p[2], {**p[3], "kernel": p[3]["kernel"].astype(jnp.bfloat16)}),
+            r"params\[3\]\['kernel'\]: expected bfloat16 \(6, 2\), got float32 \(6, 2\)",
+        ),
+        (lambda p: p[:3], r"params: expected a tuple of 3, got a tuple of 4"),
+        (
+            lambda p: (p[0], {"forward": p[1]["forward"]}, p[2], p[3]),
+            r"params\[1\]: expected a dict with keys \['forward'\], got a dict with keys \['backward', 'forward'\]",
+        ),
+        (lambda p: list(p), r"params: expected a list of 4, got a tuple of 4"),
+        (lambda p: (p[0], p[1], None, p[3]), r"params\[2\]: expected None, got a dict with keys \[\]"),
     ],
 )
 def test_like_mismatch_names_path_expected_and_got(tmp_path, change, message):
@@ -125,7 +130,7 @@ def test_foreign_truncated_and_corrupt_files(tmp_path):
         "foreign": (b"PK\x03\x04 not a checkpoint", "not a jlstm checkpoint"),
         "empty": (b"", "not a jlstm checkpoint"),
         "truncated": (blob[:-10], f"expected {len(blob) - checkpoint._HEADER.size} payload bytes, got"),
-        "header_only": (blob[:checkpoint._HEADER.size], "truncated"),
+        "header_only": (blob[: checkpoint._HEADER.size], "truncated"),
         "corrupt": (blob[:-5] + bytes(b ^ 0xFF for b in blob[-5:]), "CRC-32 mismatch"),
         "future": (blob[:8] + (99).to_bytes(4, "little") + blob[12:], "format version 99"),
     }

@@ -23,12 +23,24 @@ def check_png(path, min_width=300, min_height=200):
 @pytest.mark.parametrize(
     "task, argv, pngs, final",
     [
-        ("digits", ["--epochs", "1", "--units", "8"], ["learning_curves.png", "confusion_matrix.png"],
-         "digits: test accuracy "),
-        ("co2", ["--epochs", "2", "--units", "8", "--batch-size", "64"],
-         ["learning_curves.png", "forecast.png"], "co2: test MAE "),
-        ("ragged-digits", ["--epochs", "1", "--units", "4", "--batch-size", "128"],
-         ["learning_curves.png", "confusion_matrix.png"], "ragged-digits: test accuracy with mask "),
+        (
+            "digits",
+            ["--epochs", "1", "--units", "8"],
+            ["learning_curves.png", "confusion_matrix.png"],
+            "digits: test accuracy ",
+        ),
+        (
+            "co2",
+            ["--epochs", "2", "--units", "8", "--batch-size", "64"],
+            ["learning_curves.png", "forecast.png"],
+            "co2: test MAE ",
+        ),
+        (
+            "ragged-digits",
+            ["--epochs", "1", "--units", "4", "--batch-size", "128"],
+            ["learning_curves.png", "confusion_matrix.png"],
+            "ragged-digits: test accuracy with mask ",
+        ),
     ],
 )
 def test_train_writes_checkpoint_metrics_and_plots(tmp_path, capsys, task, argv, pngs, final):
@@ -47,14 +59,25 @@ def test_train_writes_checkpoint_metrics_and_plots(tmp_path, capsys, task, argv,
 
 
 def test_plots_open_with_plausible_sizes(tmp_path):
-    history = {"loss": [1.0, 0.6, 0.4], "accuracy": [0.5, 0.7, 0.9],
-               "val_loss": [1.1, 0.8, 0.7], "val_accuracy": [0.4, 0.6, 0.8]}
+    history = {
+        "loss": [1.0, 0.6, 0.4],
+        "accuracy": [0.5, 0.7, 0.9],
+        "val_loss": [1.1, 0.8, 0.7],
+        "val_accuracy": [0.4, 0.6, 0.8],
+    }
     curves = check_png(plots.learning_curves({"a": history, "b": history}, tmp_path / "c.png"))
     assert curves.shape[1] > curves.shape[0]  # two panels side by side
     check_png(plots.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1], tmp_path / "m.png"))
     t = np.arange("2000-01", "2002-01", dtype="datetime64[M]")
-    check_png(plots.forecast(t, np.arange(24.0), {"model": np.arange(24.0) + 1}, tmp_path / "f.png",
-                             context=(t - 24, np.arange(24.0) - 24)))
+    check_png(
+        plots.forecast(
+            t,
+            np.arange(24.0),
+            {"model": np.arange(24.0) + 1},
+            tmp_path / "f.png",
+            context=(t - 24, np.arange(24.0) - 24),
+        )
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "f.png", "m.png"]  # no temp files
 
 

@@ -43,11 +43,13 @@ class FakeCudnn:
     @staticmethod
     def reference(x, h0, c0, w, lengths, input_size, hidden_size, num_layers, dropout, bidirectional):
         w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(w, input_size, hidden_size, num_layers, bidirectional)
-        return LSTM_REF(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size, num_layers,
-                        dropout, bidirectional)
+        return LSTM_REF(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size, num_layers, dropout, bidirectional
+        )
 
-    def lstm_fwd(self, x, h0, c0, w, seq_lengths, input_size, hidden_size, num_layers, dropout,
-                 bidirectional, precision):
+    def lstm_fwd(
+        self, x, h0, c0, w, seq_lengths, input_size, hidden_size, num_layers, dropout, bidirectional, precision
+    ):
         if seq_lengths.dtype != jnp.int32:
             raise NotImplementedError("`seq_lengths` can only be int32.")
         if x.dtype != jnp.float32:
@@ -63,8 +65,7 @@ class FakeCudnn:
         forward.def_vmap(_no_batching_rule("rnn_fwd"))
         return forward(x, h0, c0, w, seq_lengths), (x, h0, c0, w, seq_lengths)
 
-    def lstm_bwd(self, input_size, hidden_size, num_layers, dropout, bidirectional, precision,
-                 residuals, gradients):
+    def lstm_bwd(self, input_size, hidden_size, num_layers, dropout, bidirectional, precision, residuals, gradients):
         statics = (input_size, hidden_size, num_layers, dropout, bidirectional)
 
         @custom_vmap
@@ -79,6 +80,7 @@ class FakeCudnn:
 def _no_batching_rule(name):
     def rule(*_):
         raise NotImplementedError(f"Batching rule for '{name}' not implemented")
+
     return rule
 
 
@@ -105,7 +107,8 @@ def twins(kind, use_cudnn="auto", **cfg):
         "lstm": lambda **o: jlstm.LSTM(U, **cfg, **o),
         "bidirectional": lambda **o: jlstm.Bidirectional(
             jlstm.LSTM(U, **{k: v for k, v in cfg.items() if k != "merge_mode"}, **o),
-            merge_mode=cfg.get("merge_mode", "concat")),
+            merge_mode=cfg.get("merge_mode", "concat"),
+        ),
     }[kind]
     on, off = make(use_cudnn=use_cudnn), make(use_cudnn=False)
     _, params = on.init(jax.random.key(0), (None, T, F))
@@ -132,8 +135,10 @@ def check_outputs(fake, kind, cfg, n_states):
     on, off, params = twins(kind, use_cudnn=True, **cfg)
     x, states = data()
     state = states[:n_states]
-    assert_close(on.apply(params, x, lengths=LENGTHS, initial_state=state),
-                 off.apply(params, x, lengths=LENGTHS, initial_state=state))
+    assert_close(
+        on.apply(params, x, lengths=LENGTHS, initial_state=state),
+        off.apply(params, x, lengths=LENGTHS, initial_state=state),
+    )
     assert fake.count() == 1  # one cuDNN call (fused for a Bidirectional)
 
 
@@ -145,19 +150,29 @@ def test_lstm_matches_the_scan(fake, return_sequences, return_state, go_backward
     check_outputs(fake, "lstm", cfg, 2)
 
 
-@pytest.mark.parametrize("merge_mode,return_sequences,return_state", [
-    ("concat", True, True), ("sum", False, False), ("mul", True, False), ("ave", False, True), (None, True, True),
-])
+@pytest.mark.parametrize(
+    "merge_mode,return_sequences,return_state",
+    [
+        ("concat", True, True),
+        ("sum", False, False),
+        ("mul", True, False),
+        ("ave", False, True),
+        (None, True, True),
+    ],
+)
 def test_bidirectional_matches_the_scan(fake, merge_mode, return_sequences, return_state):
     cfg = dict(return_sequences=return_sequences, return_state=return_state, merge_mode=merge_mode)
     check_outputs(fake, "bidirectional", cfg, 4)
 
 
-@pytest.mark.parametrize("kind,cfg,n_states,calls", [
-    ("lstm", dict(return_sequences=True, return_state=True), 2, 1),
-    ("lstm", dict(return_sequences=True, return_state=True, go_backwards=True), 2, 2),
-    ("bidirectional", dict(return_sequences=True, return_state=True, merge_mode="concat"), 4, 1),
-])
+@pytest.mark.parametrize(
+    "kind,cfg,n_states,calls",
+    [
+        ("lstm", dict(return_sequences=True, return_state=True), 2, 1),
+        ("lstm", dict(return_sequences=True, return_state=True, go_backwards=True), 2, 2),
+        ("bidirectional", dict(return_sequences=True, return_state=True, merge_mode="concat"), 4, 1),
+    ],
+)
 def test_gradients_match_the_scan(fake, kind, cfg, n_states, calls):
     """Values and gradients (params, inputs, initial state) under jit with traced lengths
     (and, in one case, of a second call with no mask)."""
@@ -168,6 +183,7 @@ def test_gradients_match_the_scan(fake, kind, cfg, n_states, calls):
         def f(params, x, state, lengths):
             value = weighted_sum(layer.apply(params, x, lengths=lengths, initial_state=state))
             return value + weighted_sum(layer.apply(params, x)) if calls == 2 else value
+
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))
 
     assert_close(loss(on)(params, x, states[:n_states], LENGTHS), loss(off)(params, x, states[:n_states], LENGTHS))
@@ -182,8 +198,10 @@ def test_masks_cudnn_cannot_take_fall_back(fake, kind, n_states, mask_kind):
     x, states = data(1)
     mask = MASKS[mask_kind]
     assert cudnn.why_not(on, params, x, mask=mask) == [cudnn._mask_reason(mask)]
-    assert_close(on.apply(params, x, mask=mask, initial_state=states[:n_states]),
-                 off.apply(params, x, mask=mask, initial_state=states[:n_states]))
+    assert_close(
+        on.apply(params, x, mask=mask, initial_state=states[:n_states]),
+        off.apply(params, x, mask=mask, initial_state=states[:n_states]),
+    )
     assert fake.count() == 0
 
 
@@ -192,8 +210,12 @@ def test_a_new_mask_does_not_recompile(fake):
     layer = jlstm.LSTM(U, return_sequences=True)
     _, params = layer.init(jax.random.key(2), (None, T, F))
     x, _ = data()
-    for mask, runs in ((np.arange(T)[None, :] < LENGTHS[:, None], 1), (MASKS["holes"], 1), (MASKS["pre"], 1),
-                       (np.ones((B, T), bool), 2)):
+    for mask, runs in (
+        (np.arange(T)[None, :] < LENGTHS[:, None], 1),
+        (MASKS["holes"], 1),
+        (MASKS["pre"], 1),
+        (np.ones((B, T), bool), 2),
+    ):
         layer.apply(params, x, mask=mask)
         assert fake.count() == runs
     assert layer.apply.compute._cache_size() == 1
@@ -233,12 +255,15 @@ def test_dropout(fake):
     for kind, calls in (("lstm", 1), ("bidirectional", 2)):  # one call per direction: masks differ
         on, off, params = twins(kind, use_cudnn=True, return_sequences=True, dropout=0.3)
         before = fake.count()
-        assert_close(on.apply(params, x, lengths=LENGTHS, training=True, rng=key),
-                     off.apply(params, x, lengths=LENGTHS, training=True, rng=key))
+        assert_close(
+            on.apply(params, x, lengths=LENGTHS, training=True, rng=key),
+            off.apply(params, x, lengths=LENGTHS, training=True, rng=key),
+        )
         assert fake.count() - before == calls
     on, off, params = twins("lstm", use_cudnn=True, return_sequences=True, recurrent_dropout=0.3)
     assert cudnn.why_not(on, params, x, training=True) == [
-        "expected no recurrent_dropout in training, got recurrent_dropout=0.3"]
+        "expected no recurrent_dropout in training, got recurrent_dropout=0.3"
+    ]
     assert_close(on.apply(params, x), off.apply(params, x))  # not in training: cuDNN
     assert fake.count() == 4
 
@@ -248,15 +273,20 @@ def test_bidirectional_with_its_own_backward_layer(fake):
     the scan where it does not (relu); with go_backwards swapped, one fused call."""
     x, states = data(4)
     cases = [
-        (jlstm.LSTM(U, return_sequences=True), jlstm.LSTM(U, go_backwards=True, return_sequences=True,
-                                                          activation="relu"), 1),
+        (
+            jlstm.LSTM(U, return_sequences=True),
+            jlstm.LSTM(U, go_backwards=True, return_sequences=True, activation="relu"),
+            1,
+        ),
         (jlstm.LSTM(U, go_backwards=True, return_sequences=True), jlstm.LSTM(U, return_sequences=True), 1),
     ]
     for forward, backward, calls in cases:
         configs = [dict(forward.config), dict(backward.config)]
         on = jlstm.Bidirectional(forward, backward_layer=backward, merge_mode="concat")
-        off = jlstm.Bidirectional(jlstm.LSTM(**{**configs[0], "use_cudnn": False}),
-                                  backward_layer=jlstm.LSTM(**{**configs[1], "use_cudnn": False}))
+        off = jlstm.Bidirectional(
+            jlstm.LSTM(**{**configs[0], "use_cudnn": False}),
+            backward_layer=jlstm.LSTM(**{**configs[1], "use_cudnn": False}),
+        )
         _, params = on.init(jax.random.key(1), (None, T, F))
         before = fake.count()
         assert_close(on.apply(params, x, lengths=LENGTHS), off.apply(params, x, lengths=LENGTHS))
@@ -289,8 +319,9 @@ def test_use_cudnn_true_raises_off_gpu(rng):
         _, params = layer.init(rng, (None, T, F))
         x, _ = data()
         backend = jax.default_backend()
-        with pytest.raises(ValueError, match=f"use_cudnn=True but cuDNN cannot run this call: "
-                                             f"expected a GPU backend, got {backend}"):
+        with pytest.raises(
+            ValueError, match=f"use_cudnn=True but cuDNN cannot run this call: expected a GPU backend, got {backend}"
+        ):
             layer.apply(params, x)
         with pytest.raises(ValueError, match="expected a GPU backend"):
             jax.jit(layer.apply)(params, x)
@@ -310,8 +341,7 @@ def test_use_cudnn_true_raises_where_cudnn_cannot(fake, rng):
     fails("expected recurrent_activation sigmoid, got hard_sigmoid", recurrent_activation="hard_sigmoid")
     fails("expected unroll=1, got unroll=2", unroll=2)
     fails("expected remat=False", remat=True)
-    fails("expected no recurrent_dropout in training, got recurrent_dropout=0.2", recurrent_dropout=0.2,
-          training=True)
+    fails("expected no recurrent_dropout in training, got recurrent_dropout=0.2", recurrent_dropout=0.2, training=True)
     fails("expected a mask right-padded .* got holes or left padding", mask=MASKS["holes"])
     fails("expected every row's length >= 1, got a zero-length row .row 1.", mask=MASKS["zero-length"])
     layer = jlstm.LSTM(U, use_cudnn=True)
@@ -338,14 +368,14 @@ def test_arguments_are_checked():
 
 def test_why_not(fake, rng):
     x, _ = data()
-    layer = jlstm.Bidirectional(jlstm.LSTM(U), backward_layer=jlstm.LSTM(U, go_backwards=True,
-                                                                          activation="relu"))
+    layer = jlstm.Bidirectional(jlstm.LSTM(U), backward_layer=jlstm.LSTM(U, go_backwards=True, activation="relu"))
     _, params = layer.init(rng, (None, T, F))
     assert cudnn.why_not(layer, params, x) == ["expected activation tanh, got relu"]
     plain = jlstm.LSTM(U, dropout=0.2, recurrent_dropout=0.2)
     _, params = plain.init(rng, (None, T, F))
     assert cudnn.why_not(plain, params, x, lengths=LENGTHS) == []
     assert cudnn.why_not(plain, params, x, training=True) == [
-        "expected no recurrent_dropout in training, got recurrent_dropout=0.2"]
+        "expected no recurrent_dropout in training, got recurrent_dropout=0.2"
+    ]
     off = jlstm.LSTM(U, use_cudnn=False)
     assert cudnn.why_not(off, params, x) == ["expected use_cudnn 'auto' or True, got False"]

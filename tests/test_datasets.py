@@ -45,8 +45,8 @@ def test_co2_windows_targets_and_seasonal_naive():
     np.testing.assert_allclose(data.to_units(data.test.y, data.test_level), data.test_truth, atol=1e-4)
     # Seasonal naive: the value 12 months before each target.
     first = len(series) - 60
-    np.testing.assert_allclose(data.test_baseline[0], series[first - 12:first - 6])
-    np.testing.assert_allclose(data.test_truth[0], series[first:first + 6])
+    np.testing.assert_allclose(data.test_baseline[0], series[first - 12 : first - 6])
+    np.testing.assert_allclose(data.test_truth[0], series[first : first + 6])
     assert np.all(data.test.x[:, -1, 0] == 0)  # windows are scaled around their last value
 
 

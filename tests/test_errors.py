@@ -25,11 +25,14 @@ def bidi(rng):
 X = np.zeros((2, 6, 3), np.float32)
 
 
-@pytest.mark.parametrize("x,match", [
-    (np.zeros((6, 3), np.float32), r"rank 3.*got shape \(6, 3\)"),
-    (np.zeros((1, 2, 6, 3), np.float32), r"rank 3.*got shape \(1, 2, 6, 3\)"),
-    (np.zeros((2, 6, 5), np.float32), r"3 features.*got shape \(2, 6, 5\)"),
-])
+@pytest.mark.parametrize(
+    "x,match",
+    [
+        (np.zeros((6, 3), np.float32), r"rank 3.*got shape \(6, 3\)"),
+        (np.zeros((1, 2, 6, 3), np.float32), r"rank 3.*got shape \(1, 2, 6, 3\)"),
+        (np.zeros((2, 6, 5), np.float32), r"3 features.*got shape \(2, 6, 5\)"),
+    ],
+)
 @pytest.mark.parametrize("which", ["lstm", "bidi"])
 def test_bad_inputs(which, x, match, request):
     layer, params = request.getfixturevalue(which)
@@ -43,25 +46,31 @@ def test_non_numeric_inputs(lstm):
         layer.apply(params, np.array([[["a"] * 3] * 6]))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"mask": np.ones((2, 5), bool)}, r"mask of shape \(batch, timesteps\) = \(2, 6\), got \(2, 5\)"),
-    ({"mask": np.ones((6, 2), bool)}, r"got \(6, 2\)"),
-    ({"mask": np.ones((2, 6), np.float32)}, "bool or int mask"),
-    ({"lengths": np.array([1, 2, 3])}, r"lengths as int \(2,\)"),
-    ({"lengths": np.array([1, 2]), "mask": np.ones((2, 6), bool)}, "not both"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"mask": np.ones((2, 5), bool)}, r"mask of shape \(batch, timesteps\) = \(2, 6\), got \(2, 5\)"),
+        ({"mask": np.ones((6, 2), bool)}, r"got \(6, 2\)"),
+        ({"mask": np.ones((2, 6), np.float32)}, "bool or int mask"),
+        ({"lengths": np.array([1, 2, 3])}, r"lengths as int \(2,\)"),
+        ({"lengths": np.array([1, 2]), "mask": np.ones((2, 6), bool)}, "not both"),
+    ],
+)
 def test_bad_masks(lstm, kwargs, match):
     layer, params = lstm
     with pytest.raises((ValueError, TypeError), match=match):
         layer.apply(params, X, **kwargs)
 
 
-@pytest.mark.parametrize("state,match", [
-    ([np.zeros((2, 4))], "2 arrays, got list of 1"),
-    (np.zeros((2, 4)), "2 arrays, got ndarray"),
-    ([np.zeros((2, 4)), np.zeros((2, 5))], r"initial_state\[1\] of shape \(2, 4\), got \(2, 5\)"),
-    ([np.zeros((3, 4)), np.zeros((3, 4))], r"initial_state\[0\] of shape \(2, 4\), got \(3, 4\)"),
-])
+@pytest.mark.parametrize(
+    "state,match",
+    [
+        ([np.zeros((2, 4))], "2 arrays, got list of 1"),
+        (np.zeros((2, 4)), "2 arrays, got ndarray"),
+        ([np.zeros((2, 4)), np.zeros((2, 5))], r"initial_state\[1\] of shape \(2, 4\), got \(2, 5\)"),
+        ([np.zeros((3, 4)), np.zeros((3, 4))], r"initial_state\[0\] of shape \(2, 4\), got \(3, 4\)"),
+    ],
+)
 def test_bad_initial_state(lstm, state, match):
     layer, params = lstm
     with pytest.raises(ValueError, match=match):
@@ -74,8 +83,10 @@ def test_bidirectional_wants_four_states(bidi):
         layer.apply(params, X, initial_state=[np.zeros((2, 4))] * 2)
 
 
-@pytest.mark.parametrize("units,error", [(0, ValueError), (-3, ValueError), (2.5, TypeError),
-                                         ("5", TypeError), (True, TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "units,error",
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), ("5", TypeError), (True, TypeError), (None, TypeError)],
+)
 def test_units_must_be_a_positive_int(units, error):
     with pytest.raises(error, match="positive int"):
         jlstm.LSTM(units)
@@ -101,14 +112,15 @@ def test_unknown_names():
     with pytest.raises(ValueError, match="different go_backwards"):
         jlstm.Bidirectional(jlstm.LSTM(3, go_backwards=True))
     with pytest.raises(ValueError, match="same return_sequences"):
-        jlstm.Bidirectional(jlstm.LSTM(3), backward_layer=jlstm.LSTM(3, go_backwards=True,
-                                                                     return_sequences=True))
+        jlstm.Bidirectional(jlstm.LSTM(3), backward_layer=jlstm.LSTM(3, go_backwards=True, return_sequences=True))
 
 
 def test_params_of_the_wrong_layer(lstm, bidi, rng):
     layer, params = lstm
     _, bidi_params = bidi
-    with pytest.raises(ValueError, match=r"keys \['bias', 'kernel', 'recurrent_kernel'\], got \['backward', 'forward'\]"):
+    with pytest.raises(
+        ValueError, match=r"keys \['bias', 'kernel', 'recurrent_kernel'\], got \['backward', 'forward'\]"
+    ):
         layer.apply(bidi_params, X)
     with pytest.raises(ValueError, match=r"keys \['backward', 'forward'\]"):
         bidi[0].apply(params, X)
@@ -125,12 +137,15 @@ def test_params_of_the_wrong_layer(lstm, bidi, rng):
         stack.apply(params, X)
 
 
-@pytest.mark.parametrize("shape,error,match", [
-    ((None, 3), ValueError, r"rank 3.*got \(None, 3\)"),
-    ((None, 6, 0), ValueError, "features"),
-    ((None, 6, None), TypeError, "features"),
-    (5, TypeError, "input_shape"),
-])
+@pytest.mark.parametrize(
+    "shape,error,match",
+    [
+        ((None, 3), ValueError, r"rank 3.*got \(None, 3\)"),
+        ((None, 6, 0), ValueError, "features"),
+        ((None, 6, None), TypeError, "features"),
+        (5, TypeError, "input_shape"),
+    ],
+)
 def test_bad_input_shapes(shape, error, match, rng):
     with pytest.raises(error, match=match):
         jlstm.LSTM(4).init(rng, shape)
@@ -170,8 +185,9 @@ def test_inputs_take_the_params_dtype(lstm):
 
 
 def test_bidirectional_with_a_wider_backward_layer(rng):
-    layer = jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True),
-                                backward_layer=jlstm.LSTM(6, go_backwards=True, return_sequences=True))
+    layer = jlstm.Bidirectional(
+        jlstm.LSTM(4, return_sequences=True), backward_layer=jlstm.LSTM(6, go_backwards=True, return_sequences=True)
+    )
     shape, params = layer.init(rng, SHAPE)
     assert shape == (None, 6, 10)
     assert layer.apply(params, X).shape == (2, 6, 10)

@@ -54,22 +54,30 @@ def randomize(kmodel, seed=0):
 
 
 def keras_stack():
-    return keras.Sequential([
-        keras.Input((T, F)),
-        keras.layers.Masking(0.0),
-        keras.layers.LSTM(U, return_sequences=True, dropout=0.1, recurrent_dropout=0.2),
-        keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True), merge_mode="sum"),
-        keras.layers.Dropout(0.3),
-        keras.layers.Bidirectional(keras.layers.LSTM(2, activation="relu", use_bias=False)),
-        keras.layers.Dense(2, activation="softplus"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((T, F)),
+            keras.layers.Masking(0.0),
+            keras.layers.LSTM(U, return_sequences=True, dropout=0.1, recurrent_dropout=0.2),
+            keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True), merge_mode="sum"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Bidirectional(keras.layers.LSTM(2, activation="relu", use_bias=False)),
+            keras.layers.Dense(2, activation="softplus"),
+        ]
+    )
 
 
 def test_keras_sequential_with_masking_matches():
     kmodel = randomize(keras_stack())
     layer, params = interop.from_keras(kmodel)
     assert [sub.type_name for sub in layer.sublayers] == [
-        "Masking", "LSTM", "Bidirectional", "Dropout", "Bidirectional", "Dense"]
+        "Masking",
+        "LSTM",
+        "Bidirectional",
+        "Dropout",
+        "Bidirectional",
+        "Dense",
+    ]
     masking, lstm, _, dropout, bi2, _ = layer.sublayers
     assert masking.config["mask_value"] == 0.0 and dropout.config["rate"] == 0.3
     assert lstm.config["dropout"] == 0.1 and lstm.config["recurrent_dropout"] == 0.2
@@ -94,14 +102,21 @@ def test_keras_functional_chain_matches():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: keras.layers.LSTM(U, return_sequences=True, return_state=True, go_backwards=True,
-                                  activation="relu", recurrent_activation="hard_sigmoid"),
+        lambda: keras.layers.LSTM(
+            U,
+            return_sequences=True,
+            return_state=True,
+            go_backwards=True,
+            activation="relu",
+            recurrent_activation="hard_sigmoid",
+        ),
         lambda: keras.layers.LSTM(U, use_bias=False, unit_forget_bias=False),
         lambda: keras.layers.Bidirectional(keras.layers.LSTM(U, return_state=True), merge_mode=None),
         lambda: keras.layers.Bidirectional(
             keras.layers.LSTM(U, return_sequences=True),
             backward_layer=keras.layers.LSTM(3, return_sequences=True, go_backwards=True, activation="relu"),
-            merge_mode="concat"),
+            merge_mode="concat",
+        ),
     ],
     ids=["lstm-state-backwards", "lstm-no-bias", "bi-state-none", "bi-custom-backward"],
 )
@@ -116,8 +131,15 @@ def test_keras_single_layers_match(make):
 
 
 def test_keras_config_maps_to_jlstm_arguments():
-    klayer = keras.layers.LSTM(U, unroll=True, unit_forget_bias=False, kernel_initializer="he_normal",
-                               recurrent_initializer=keras.initializers.Zeros(), name="enc", use_cudnn=False)
+    klayer = keras.layers.LSTM(
+        U,
+        unroll=True,
+        unit_forget_bias=False,
+        kernel_initializer="he_normal",
+        recurrent_initializer=keras.initializers.Zeros(),
+        name="enc",
+        use_cudnn=False,
+    )
     klayer.build((None, T, F))
     layer, params = interop.from_keras(klayer)
     cfg = layer.config
@@ -130,21 +152,26 @@ def test_keras_bidirectional_keeps_a_custom_backward_layer_only_when_custom():
     plain = keras.layers.Bidirectional(keras.layers.LSTM(U))
     plain.build((None, T, F))
     custom = keras.layers.Bidirectional(
-        keras.layers.LSTM(U), backward_layer=keras.layers.LSTM(U, go_backwards=True, dropout=0.5))
+        keras.layers.LSTM(U), backward_layer=keras.layers.LSTM(U, go_backwards=True, dropout=0.5)
+    )
     custom.build((None, T, F))
     assert interop.from_keras(plain)[0].config["backward_layer"] is None
     assert interop.from_keras(custom)[0].config["backward_layer"].config["dropout"] == 0.5
 
 
 def test_to_keras_round_trip():
-    model = jlstm.Sequential([
-        jlstm.Masking(0.0),
-        jlstm.LSTM(U, return_sequences=True, recurrent_dropout=0.1),
-        jlstm.Bidirectional(jlstm.LSTM(3, return_sequences=True), merge_mode="ave",
-                            backward_layer=jlstm.LSTM(3, return_sequences=True, go_backwards=True,
-                                                      activation="relu")),
-        jlstm.Dense(2, "sigmoid"),
-    ])
+    model = jlstm.Sequential(
+        [
+            jlstm.Masking(0.0),
+            jlstm.LSTM(U, return_sequences=True, recurrent_dropout=0.1),
+            jlstm.Bidirectional(
+                jlstm.LSTM(3, return_sequences=True),
+                merge_mode="ave",
+                backward_layer=jlstm.LSTM(3, return_sequences=True, go_backwards=True, activation="relu"),
+            ),
+            jlstm.Dense(2, "sigmoid"),
+        ]
+    )
     _, params = model.init(jax.random.key(0), (None, T, F))
     kmodel = interop.to_keras(model, params)
     assert isinstance(kmodel, keras.Sequential)
@@ -182,8 +209,11 @@ def test_from_keras_rejects_unsupported():
 
     cases = [
         (built(keras.layers.GRU(U)), TypeError, r"GRU 'gru.*': unsupported layer; expected one of"),
-        (built(keras.layers.Bidirectional(keras.layers.GRU(U))), TypeError,
-         "expected an LSTM as forward_layer, got GRU"),
+        (
+            built(keras.layers.Bidirectional(keras.layers.GRU(U))),
+            TypeError,
+            "expected an LSTM as forward_layer, got GRU",
+        ),
         (built_with_batch(keras.layers.LSTM(U, stateful=True)), ValueError, "stateful=True is not supported"),
         (built(keras.layers.LSTM(U, activation=my_activation)), ValueError, "custom or unsupported 'my_activation'"),
         (built(keras.layers.LSTM(U, activation=lambda x: x)), ValueError, "unsupported '<lambda>'"),
@@ -207,6 +237,7 @@ def test_from_keras_rejects_a_model_that_is_not_a_chain():
     branched = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
     with pytest.raises(ValueError, match="expected a chain of layers"):
         interop.from_keras(branched)
+
     class Subclassed(keras.Model):
         def call(self, x):
             return x
@@ -246,8 +277,9 @@ def torch_out(module, x):
 )
 def test_from_torch_matches(num_layers, bidirectional, batch_first, bias):
     torch.manual_seed(0)
-    module = torch.nn.LSTM(F, U, num_layers=num_layers, bidirectional=bidirectional,
-                           batch_first=batch_first, bias=bias).eval()
+    module = torch.nn.LSTM(
+        F, U, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias
+    ).eval()
     layer, params = interop.from_torch(module)
     x = data(5)
     close(layer.apply(params, x), torch_out(module, x))
@@ -288,10 +320,16 @@ def test_from_torch_rejects_unsupported():
     "make",
     [
         lambda: jlstm.LSTM(U, return_sequences=True, use_bias=False),
-        lambda: jlstm.Sequential([jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)), jlstm.Dropout(0.1),
-                                  jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True))]),
-        lambda: jlstm.Sequential([jlstm.LSTM(U, return_sequences=True),
-                                  jlstm.Sequential([jlstm.LSTM(U, return_sequences=True)])]),
+        lambda: jlstm.Sequential(
+            [
+                jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)),
+                jlstm.Dropout(0.1),
+                jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)),
+            ]
+        ),
+        lambda: jlstm.Sequential(
+            [jlstm.LSTM(U, return_sequences=True), jlstm.Sequential([jlstm.LSTM(U, return_sequences=True)])]
+        ),
     ],
     ids=["lstm", "bi-stack", "nested"],
 )
@@ -299,8 +337,9 @@ def test_to_torch_round_trip(make):
     layer = make()
     _, params = layer.init(jax.random.key(7), (None, T, F))
     module = interop.to_torch(layer, params)
-    assert module.batch_first and all(torch.count_nonzero(v) == 0 for k, v in module.state_dict().items()
-                                      if k.startswith("bias_hh"))
+    assert module.batch_first and all(
+        torch.count_nonzero(v) == 0 for k, v in module.state_dict().items() if k.startswith("bias_hh")
+    )
     x = data(8)
     close(layer.apply(params, x), torch_out(module.eval(), x))
     back, back_params = interop.from_torch(module)

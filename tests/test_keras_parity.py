@@ -98,8 +98,7 @@ def test_lstm_matches_keras(return_sequences, return_state, go_backwards, mask_k
 
 @pytest.mark.parametrize(
     "merge_mode,return_sequences,return_state,mask_kind,with_state",
-    list(itertools.product(["concat", "sum", "mul", "ave", None], [False, True], [False, True],
-                           MASKS, [False, True])),
+    list(itertools.product(["concat", "sum", "mul", "ave", None], [False, True], [False, True], MASKS, [False, True])),
 )
 def test_bidirectional_matches_keras(merge_mode, return_sequences, return_state, mask_kind, with_state):
     layer, params, klayer = bidirectional_pair(merge_mode, return_sequences, return_state)
@@ -113,8 +112,13 @@ def test_bidirectional_matches_keras(merge_mode, return_sequences, return_state,
 @pytest.mark.parametrize("use_bias,unit_forget_bias", [(False, True), (True, False)])
 @pytest.mark.parametrize("activation,recurrent_activation", [("relu", "hard_sigmoid"), ("tanh", "sigmoid")])
 def test_options_match_keras(use_bias, unit_forget_bias, activation, recurrent_activation, rng):
-    cfg = dict(return_sequences=True, use_bias=use_bias, unit_forget_bias=unit_forget_bias,
-               activation=activation, recurrent_activation=recurrent_activation)
+    cfg = dict(
+        return_sequences=True,
+        use_bias=use_bias,
+        unit_forget_bias=unit_forget_bias,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+    )
     layer = jlstm.LSTM(U, **cfg)
     _, params = layer.init(rng, (None, T, F))
     x, _ = data(2)
@@ -151,23 +155,35 @@ def test_lengths_is_post_padding_mask(rng):
 
 
 def test_stack_matches_keras_sequential(rng):
-    model = jlstm.Sequential([
-        jlstm.LSTM(6, return_sequences=True),
-        jlstm.Bidirectional(jlstm.LSTM(U)),
-        jlstm.Dense(3, activation="softplus"),
-    ])
+    model = jlstm.Sequential(
+        [
+            jlstm.LSTM(6, return_sequences=True),
+            jlstm.Bidirectional(jlstm.LSTM(U)),
+            jlstm.Dense(3, activation="softplus"),
+        ]
+    )
     _, params = model.init(rng, (None, T, F))
     x, _ = data(5)
     mask = make_mask("post")
-    kmodel = keras.Sequential([
-        keras.Input((T, F)),
-        keras.layers.LSTM(6, return_sequences=True),
-        keras.layers.Bidirectional(keras.layers.LSTM(U)),
-        keras.layers.Dense(3, activation="softplus"),
-    ])
-    kmodel.set_weights([w for p in params for w in
-                        (keras_weights(p) if "recurrent_kernel" in p or "forward" in p
-                         else [np.asarray(p["kernel"]), np.asarray(p["bias"])])])
+    kmodel = keras.Sequential(
+        [
+            keras.Input((T, F)),
+            keras.layers.LSTM(6, return_sequences=True),
+            keras.layers.Bidirectional(keras.layers.LSTM(U)),
+            keras.layers.Dense(3, activation="softplus"),
+        ]
+    )
+    kmodel.set_weights(
+        [
+            w
+            for p in params
+            for w in (
+                keras_weights(p)
+                if "recurrent_kernel" in p or "forward" in p
+                else [np.asarray(p["kernel"]), np.asarray(p["bias"])]
+            )
+        ]
+    )
     ours = np.asarray(model.apply(params, x, mask=mask))
     theirs = np.asarray(kmodel(x, mask=mask))
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)

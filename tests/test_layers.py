@@ -22,8 +22,7 @@ def test_dropout_matches_keras_with_the_same_masks(dropout, recurrent_dropout, r
     ours = layer.apply(params, x, training=True, rng=key)
 
     # The masks our apply drew (one direction: the first of the split keys), handed to Keras's cell.
-    inputs_mask, recurrent_mask = dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0],
-                                                B, F, np.float32)
+    inputs_mask, recurrent_mask = dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0], B, F, np.float32)
     klayer = keras.layers.LSTM(U, **cfg)
     klayer.build((None, T, F))
     klayer.set_weights([np.asarray(params[k]) for k in ("kernel", "recurrent_kernel", "bias")])
@@ -43,8 +42,11 @@ def test_dropout_masks_are_shared_across_timesteps(rng):
     x = np.repeat(np.random.default_rng(1).normal(size=(B, 1, F)).astype(np.float32), T, axis=1)
     key = jax.random.key(3)
     masked_x = x * dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0], B, F, np.float32)[0][0][:, None]
-    np.testing.assert_allclose(layer.apply(params, x, training=True, rng=key),
-                               jlstm.LSTM(U, return_sequences=True).apply(params, masked_x), atol=1e-6)
+    np.testing.assert_allclose(
+        layer.apply(params, x, training=True, rng=key),
+        jlstm.LSTM(U, return_sequences=True).apply(params, masked_x),
+        atol=1e-6,
+    )
 
 
 def test_dropout_layer(rng):
@@ -59,19 +61,30 @@ def test_dropout_layer(rng):
 
 
 def test_masking_matches_keras(rng):
-    model = jlstm.Sequential([jlstm.Masking(-1.0), jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)),
-                              jlstm.LSTM(3)])
+    model = jlstm.Sequential(
+        [jlstm.Masking(-1.0), jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)), jlstm.LSTM(3)]
+    )
     _, params = model.init(rng, (None, T, F))
     x = np.random.default_rng(2).normal(size=(B, T, F)).astype(np.float32)
     x[0, 4:] = -1.0
     x[1, :2] = -1.0
-    kmodel = keras.Sequential([keras.Input((T, F)), keras.layers.Masking(-1.0),
-                               keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True)),
-                               keras.layers.LSTM(3)])
-    weights = [np.asarray(w) for p in params[1:] for w in jax.tree.leaves(
-        [p] if "kernel" in p else [p["forward"], p["backward"]],
-        is_leaf=lambda d: isinstance(d, dict) and "kernel" in d)
-        for w in (w["kernel"], w["recurrent_kernel"], w["bias"])]
+    kmodel = keras.Sequential(
+        [
+            keras.Input((T, F)),
+            keras.layers.Masking(-1.0),
+            keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True)),
+            keras.layers.LSTM(3),
+        ]
+    )
+    weights = [
+        np.asarray(w)
+        for p in params[1:]
+        for w in jax.tree.leaves(
+            [p] if "kernel" in p else [p["forward"], p["backward"]],
+            is_leaf=lambda d: isinstance(d, dict) and "kernel" in d,
+        )
+        for w in (w["kernel"], w["recurrent_kernel"], w["bias"])
+    ]
     kmodel.set_weights(weights)
     np.testing.assert_allclose(model.apply(params, x), kmodel(x), atol=1e-5)
     assert not np.allclose(model.apply(params, x), jlstm.Sequential(list(model.sublayers[1:])).apply(params[1:], x))

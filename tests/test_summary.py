@@ -33,19 +33,38 @@ def test_each_seed_table_from_the_api():
 
 
 def test_explicit_names_win_and_do_not_count():
-    table = jlstm.summary(jlstm.Sequential([jlstm.LSTM(5, name="enc", return_sequences=True), jlstm.LSTM(4)]), (None, 11, 3))
+    table = jlstm.summary(
+        jlstm.Sequential([jlstm.LSTM(5, name="enc", return_sequences=True), jlstm.LSTM(4)]), (None, 11, 3)
+    )
     assert "enc (LSTM)" in table and "lstm_1 (LSTM)" in table
 
 
 def test_cli_custom_table(capsys):
-    assert main(["summary", "--units", "7", "--features", "2", "--timesteps", "20",
-                 "--bidirectional", "--return-sequences", "--merge-mode", "sum"]) == 0
+    assert (
+        main(
+            [
+                "summary",
+                "--units",
+                "7",
+                "--features",
+                "2",
+                "--timesteps",
+                "20",
+                "--bidirectional",
+                "--return-sequences",
+                "--merge-mode",
+                "sum",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "(None, 20, 7)" in out and f"Total params: {2 * 4 * ((2 + 7) * 7 + 7)}" in out
 
 
-@pytest.mark.parametrize("argv", [["summary", "--units", "0"], ["summary", "--merge-mode", "max"],
-                                  ["summary", "--features", "x"]])
+@pytest.mark.parametrize(
+    "argv", [["summary", "--units", "0"], ["summary", "--merge-mode", "max"], ["summary", "--features", "x"]]
+)
 def test_cli_rejects_bad_options(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -58,8 +77,7 @@ def lstm_formula(features, units, use_bias):
 
 
 @settings(max_examples=40, deadline=None)
-@given(features=st.integers(1, 64), units=st.integers(1, 64), use_bias=st.booleans(),
-       bidirectional=st.booleans())
+@given(features=st.integers(1, 64), units=st.integers(1, 64), use_bias=st.booleans(), bidirectional=st.booleans())
 def test_count_params_matches_formula(features, units, use_bias, bidirectional):
     layer = jlstm.LSTM(units, use_bias=use_bias)
     if bidirectional:
@@ -93,13 +111,23 @@ def test_counts_match_real_keras():
     for ours, theirs in cases:
         theirs.build((None, 11, 3))
         assert jlstm.count_params(ours, (None, 11, 3)) == theirs.count_params()
-    stack = jlstm.Sequential([jlstm.LSTM(6, return_sequences=True),
-                              jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True)),
-                              jlstm.Bidirectional(jlstm.LSTM(3), merge_mode="sum"), jlstm.Dense(2)])
-    kstack = keras.Sequential([keras.Input((11, 3)), keras.layers.LSTM(6, return_sequences=True),
-                               keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
-                               keras.layers.Bidirectional(keras.layers.LSTM(3), merge_mode="sum"),
-                               keras.layers.Dense(2)])
+    stack = jlstm.Sequential(
+        [
+            jlstm.LSTM(6, return_sequences=True),
+            jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True)),
+            jlstm.Bidirectional(jlstm.LSTM(3), merge_mode="sum"),
+            jlstm.Dense(2),
+        ]
+    )
+    kstack = keras.Sequential(
+        [
+            keras.Input((11, 3)),
+            keras.layers.LSTM(6, return_sequences=True),
+            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+            keras.layers.Bidirectional(keras.layers.LSTM(3), merge_mode="sum"),
+            keras.layers.Dense(2),
+        ]
+    )
     assert jlstm.count_params(stack, (None, 11, 3)) == kstack.count_params()
     table = jlstm.summary(stack, (None, 11, 3))
     assert f"Total params: {kstack.count_params():,}" in table

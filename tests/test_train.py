@@ -38,8 +38,17 @@ def model_and_params(units=6, features=3, seed=0, bidirectional=False, **lstm):
 
 def run_fit(data, val=None, *, epochs=3, batch_size=10, seed=1, model=None, **kwargs):
     model, params = model or model_and_params()
-    return train.fit(model, params, optax.adam(1e-2), data, val, epochs=epochs,
-                     batch_size=batch_size, rng=jax.random.key(seed), **{**CLASSIFY, **kwargs})
+    return train.fit(
+        model,
+        params,
+        optax.adam(1e-2),
+        data,
+        val,
+        epochs=epochs,
+        batch_size=batch_size,
+        rng=jax.random.key(seed),
+        **{**CLASSIFY, **kwargs},
+    )
 
 
 def test_fit_learns():
@@ -133,8 +142,7 @@ def test_dropout_draws_from_the_given_rng():
     x, y, mask = toy()
     with pytest.raises(ValueError, match="expected an rng key with dropout=True"):
         step(params, opt.init(params), x, y, mask)
-    losses = [float(step(params, opt.init(params), x, y, mask, rng=jax.random.key(k))[2]["loss"])
-              for k in (0, 0, 1)]
+    losses = [float(step(params, opt.init(params), x, y, mask, rng=jax.random.key(k))[2]["loss"]) for k in (0, 0, 1)]
     assert losses[0] == losses[1] != losses[2]
     data = toy()
     _, h1 = run_fit(data, model=(model, params), epochs=1, dropout=True)
@@ -151,8 +159,11 @@ def test_dropout_draws_from_the_given_rng():
         ({"rng": 0}, TypeError, "fit rng: expected a jax.random key, got int"),
         ({"train_data": (np.zeros((4, 3)), np.zeros(4))}, ValueError, r"expected x of rank 3 .* got shape \(4, 3\)"),
         ({"train_data": (np.zeros((4, 6, 3)), np.zeros(5))}, ValueError, r"expected y with 4 rows .* got shape \(5,\)"),
-        ({"train_data": (np.zeros((4, 6, 3)), np.zeros(4), np.ones((4, 5)))}, ValueError,
-         r"expected mask of shape \(4, 6\), got \(4, 5\)"),
+        (
+            {"train_data": (np.zeros((4, 6, 3)), np.zeros(4), np.ones((4, 5)))},
+            ValueError,
+            r"expected mask of shape \(4, 6\), got \(4, 5\)",
+        ),
         ({"train_data": np.zeros((4, 6, 3))}, TypeError, r"expected \(x, y\) or \(x, y, mask\), got ndarray"),
     ],
 )
@@ -186,8 +197,9 @@ print(json.dumps({"history": history, "one_device": one, "devices": sorted(devic
 def test_sharded_over_four_devices_matches_one_device():
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(SHARDED)], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SHARDED)], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["devices"] == [4] and got["replicated"]

@@ -25,8 +25,7 @@ def test_jit_equals_eager(kind, rng):
     layer = LAYERS[kind]()
     _, params = layer.init(rng, (None, 5, 3))
     x, mask = x_and_mask()
-    np.testing.assert_allclose(jax.jit(layer.apply)(params, x, mask=mask),
-                               layer.apply(params, x, mask=mask), atol=1e-6)
+    np.testing.assert_allclose(jax.jit(layer.apply)(params, x, mask=mask), layer.apply(params, x, mask=mask), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "bidirectional"])
@@ -36,8 +35,14 @@ def test_grads_are_correct(kind, rng):
     x, mask = x_and_mask()
     f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
     with jax.enable_x64():
-        check_grads(lambda p, xx: layer.apply(p, xx, mask=mask), (f64(params), f64(x)),
-                    order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+        check_grads(
+            lambda p, xx: layer.apply(p, xx, mask=mask),
+            (f64(params), f64(x)),
+            order=1,
+            modes=["rev"],
+            atol=1e-5,
+            rtol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("timesteps", [5, 9, 1])
@@ -51,7 +56,7 @@ def test_remat_gives_the_same_outputs_and_grads(kind, timesteps, rng):
         if kind == "bidirectional":
             layer = jlstm.Bidirectional(layer)
         _, params = layer.init(rng, (None, timesteps, 3))
-        loss = lambda p: jnp.sum(layer.apply(p, x, mask=mask) ** 2)  # noqa: E731
+        loss = lambda p, layer=layer: jnp.sum(layer.apply(p, x, mask=mask) ** 2)  # noqa: E731
         results.append((layer.apply(params, x, mask=mask), jax.grad(loss)(params)))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), *results)
 
@@ -64,7 +69,7 @@ def test_vmap_over_an_ensemble_of_params(kind):
     x, mask = x_and_mask()
     ys = jax.vmap(lambda p: layer.apply(p, x, mask=mask))(params)
     for i in range(3):
-        one = jax.tree.map(lambda a: a[i], params)
+        one = jax.tree.map(lambda a, i=i: a[i], params)
         np.testing.assert_allclose(ys[i], layer.apply(one, x, mask=mask), atol=1e-6)
 
 
@@ -141,8 +146,7 @@ def test_grads_through_states_and_masks(return_sequences, bidirectional, rng):
 @pytest.mark.parametrize("activation,recurrent_activation", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
 def test_grads_with_other_activations(activation, recurrent_activation, rng):
     """tanh/sigmoid take the hand-written gate derivatives; other activations take jax.vjp."""
-    layer = jlstm.LSTM(3, return_sequences=True, activation=activation,
-                       recurrent_activation=recurrent_activation)
+    layer = jlstm.LSTM(3, return_sequences=True, activation=activation, recurrent_activation=recurrent_activation)
     _, params = layer.init(rng, (None, 4, 2))
     x = jax.random.normal(jax.random.key(5), (2, 4, 2))
     f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731

@@ -86,8 +86,12 @@ def test_every_forward_form_gives_the_same_results(kind):
 @pytest.mark.parametrize("kind, activation", [("lstm", "relu"), ("bidirectional", "tanh")])
 def test_every_backward_form_gives_the_same_results(kind, activation):
     reference = results_with("rows-fused", "rows", kind, activation)
-    for forward, backward in [("rows-fused", "rows-t"), ("rows-fused", "cols"), ("cols-split", "rows"),
-                              ("cols-fused", "cols")]:
+    for forward, backward in [
+        ("rows-fused", "rows-t"),
+        ("rows-fused", "cols"),
+        ("cols-split", "rows"),
+        ("cols-fused", "cols"),
+    ]:
         assert_trees_close(results_with(forward, backward, kind, activation), reference)
 
 
@@ -147,7 +151,7 @@ def test_first_call_measures_then_memory_then_the_cache_file(monkeypatch, tuned)
     first = layer.apply(params, x)
     measured = tuning.choices()
     assert {key.split("|")[3] for key in measured} == {"forward"}  # no gradient taken: no backward tuning
-    (key, choice), = measured.items()
+    ((key, choice),) = measured.items()
     assert set(choice.seconds) == set(tuning.CANDIDATES["forward"])
     assert choice.form == min(choice.seconds, key=choice.seconds.get)
     stored = json.loads((tuned / "scan_forms.json").read_text())
@@ -172,13 +176,16 @@ def test_a_gradient_tunes_the_backward_loop_too(tuned):
     assert "D=2" in tuning.cache_key("backward", tuning.Signature(2, B, T, F, U, "float32"))
 
 
-@pytest.mark.parametrize("content", [
-    b"{not json",
-    b"\x00\x01\x02",
-    json.dumps({"format": "someone-elses", "entries": {}}).encode(),
-    json.dumps({"format": tuning.CACHE_FORMAT, "version": 99, "entries": {}}).encode(),
-    json.dumps([1, 2, 3]).encode(),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\x00\x01\x02",
+        json.dumps({"format": "someone-elses", "entries": {}}).encode(),
+        json.dumps({"format": tuning.CACHE_FORMAT, "version": 99, "entries": {}}).encode(),
+        json.dumps([1, 2, 3]).encode(),
+    ],
+)
 def test_a_corrupt_or_foreign_cache_file_is_ignored_with_a_warning_and_left_alone(tuned, content):
     path = tuned / "scan_forms.json"
     path.write_bytes(content)
@@ -193,8 +200,9 @@ def test_a_corrupt_or_foreign_cache_file_is_ignored_with_a_warning_and_left_alon
 
 def test_cache_entries_naming_no_known_form_are_not_trusted(tuned):
     key = tuning.cache_key("forward", tuning.Signature(1, B, T, F, U, "float32"))
-    (tuned / "scan_forms.json").write_text(json.dumps(
-        {"format": tuning.CACHE_FORMAT, "version": tuning.CACHE_VERSION, "entries": {key: "rm -rf /"}}))
+    (tuned / "scan_forms.json").write_text(
+        json.dumps({"format": tuning.CACHE_FORMAT, "version": tuning.CACHE_VERSION, "entries": {key: "rm -rf /"}})
+    )
     layer = jlstm.LSTM(U)
     _, params = layer.init(jax.random.key(0), (None, T, F))
     with warnings.catch_warnings():
@@ -229,8 +237,16 @@ def test_fit_repeats_bit_for_bit_with_a_warm_cache_and_with_tuning_off(tuned):
     _, params = model.init(jax.random.key(0), (None, 6, 3))
 
     def fit():
-        trained, _ = train.fit(model, params, optax.adam(1e-2), (x, y), epochs=2, batch_size=8,
-                               rng=jax.random.key(1), loss=train.sparse_categorical_crossentropy)
+        trained, _ = train.fit(
+            model,
+            params,
+            optax.adam(1e-2),
+            (x, y),
+            epochs=2,
+            batch_size=8,
+            rng=jax.random.key(1),
+            loss=train.sparse_categorical_crossentropy,
+        )
         return trained
 
     first = fit()
@@ -245,13 +261,16 @@ def test_fit_repeats_bit_for_bit_with_a_warm_cache_and_with_tuning_off(tuned):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("changes, error, message", [
-    ({"forward_form": "diagonal"}, ValueError, "expected None or one of rows-fused"),
-    ({"backward_form": "cols-fused"}, ValueError, "expected None or one of rows, rows-t, cols"),
-    ({"tune": "yes"}, TypeError, "tune: expected a bool"),
-    ({"cache_dir": 3}, TypeError, "cache_dir: expected a path"),
-    ({"speed": "max"}, ValueError, "got 'speed'"),
-])
+@pytest.mark.parametrize(
+    "changes, error, message",
+    [
+        ({"forward_form": "diagonal"}, ValueError, "expected None or one of rows-fused"),
+        ({"backward_form": "cols-fused"}, ValueError, "expected None or one of rows, rows-t, cols"),
+        ({"tune": "yes"}, TypeError, "tune: expected a bool"),
+        ({"cache_dir": 3}, TypeError, "cache_dir: expected a path"),
+        ({"speed": "max"}, ValueError, "got 'speed'"),
+    ],
+)
 def test_bad_config_is_refused(changes, error, message):
     with pytest.raises(error, match=message):
         jlstm.config.update(**changes)
@@ -263,7 +282,11 @@ def test_the_environment_sets_the_config(monkeypatch):
     monkeypatch.setenv("JLSTM_CACHE_DIR", "/some/where")
     config = tuning.Config()
     assert (config.tune, config.forward_form, config.backward_form, config.cache_dir) == (
-        False, "cols-split", None, "/some/where")
+        False,
+        "cols-split",
+        None,
+        "/some/where",
+    )
     monkeypatch.setenv("JLSTM_BACKWARD_FORM", "sideways")
     with pytest.raises(ValueError, match="JLSTM_BACKWARD_FORM: expected None or one of"):
         tuning.Config()

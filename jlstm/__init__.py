@@ -19,7 +19,7 @@ from jlstm.cell import lstm_gates, lstm_step
 from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
-from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking
+from jlstm.layers import LSTM, ApplyFn, Dense, Dropout, InitFn, Layer, Masking
 from jlstm.summary import Namer, count_params, summary
 from jlstm.tuning import config
 
@@ -27,9 +27,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LSTM",
+    "ApplyFn",
     "Bidirectional",
     "Dense",
     "Dropout",
+    "InitFn",
     "Layer",
     "Masking",
     "Namer",

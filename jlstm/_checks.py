@@ -68,13 +68,15 @@ def shape_tuple(input_shape: Any, what: str) -> Shape:
 
 
 def sequence_shape(input_shape: Any, what: str) -> Shape:
-    """A `(batch, timesteps, features)` shape: batch and timesteps may be None."""
+    """A `(batch, timesteps, features)` shape: batch and timesteps may be None (or -1)."""
     try:
         shape = tuple(input_shape)
     except TypeError:
         raise TypeError(f"{what}: expected input_shape (batch, timesteps, features), got {input_shape!r}") from None
     if len(shape) != 3:
         raise ValueError(f"{what}: expected input_shape of rank 3 (batch, timesteps, features), got {shape}")
+    # None, or stax's -1, for a size known only at the call.
+    shape = tuple(None if (d == -1 and not isinstance(d, bool)) else d for d in shape)
     for axis, dim in zip(("batch", "timesteps"), shape[:2]):
         if dim is not None:
             positive_int(dim, f"{what}: input_shape {axis}")

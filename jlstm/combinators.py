@@ -181,7 +181,6 @@ def Bidirectional(
         routes = cudnn.plan(specs, x, mask, key is not None, what)
         return compute(params, x, mask, h0s, c0s, key, routes)
 
-    apply.compute = compute  # the jitted part, for inspecting its compile cache
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
     sublayers = (layer,) if backward_layer is None else (layer, backward_layer)

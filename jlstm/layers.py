@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -30,21 +32,54 @@ OutputShape = Shape | list[Shape]
 Params = Any
 
 
-class Layer(NamedTuple):
-    """A layer: two pure functions and what a summary needs to name it.
+class InitFn(Protocol):
+    """`init(rng, input_shape) -> (output_shape, params)`: `input_shape` may hold None (or
+    stax's -1) for the batch and the timesteps; nothing is computed beyond the params."""
 
-    init(rng, input_shape) -> (output_shape, params)
-    apply(params, inputs, *, mask=None, training=False, rng=None, ...) -> outputs
+    def __call__(self, rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]: ...
+
+
+class ApplyFn(Protocol):
+    """`apply(params, inputs, **keywords) -> outputs`, pure. The keywords every layer takes:
+    `mask` (bool (B, T), or None), `training` (dropout acts only when True) and `rng` (the
+    PRNG key dropout draws from). Recurrent layers and Sequential also take `lengths`
+    (int (B,), instead of a mask); recurrent layers take `initial_state` too."""
+
+    def __call__(
+        self,
+        params: Params,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        training: bool = False,
+        rng: jax.Array | None = None,
+        **keywords: Any,
+    ) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Layer:
+    """A layer: two pure functions, and what a summary needs to name it.
+
+    Iterating a layer yields `(init, apply)`, so that it is a stax layer too:
+    `init, apply = jlstm.LSTM(5)`, or `stax.serial(jlstm.LSTM(8), stax.Dense(2))`.
+    `config` (the constructor's arguments) is read-only. Layers compare by identity.
     """
 
-    init: Callable[[jax.Array, Shape], tuple[OutputShape, Params]]
-    apply: Callable[..., Any]
+    init: InitFn
+    apply: ApplyFn
     type_name: str
     name: str | None = None
-    config: Mapping[str, Any] = {}
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     sublayers: tuple[Layer, ...] = ()
     # (inputs, mask) -> the mask for the next layer; None: kept while outputs keep the time axis.
     compute_mask: Callable[[jax.Array, jax.Array | None], jax.Array | None] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", types.MappingProxyType(dict(self.config)))
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter((self.init, self.apply))
 
 
 class LSTMSpec(NamedTuple):
@@ -157,7 +192,6 @@ def LSTM(
         routes = cudnn.plan([spec], x, mask, key is not None, what)
         return compute(params, x, mask, h0, c0, key, routes)
 
-    apply.compute = compute  # the jitted part, for inspecting its compile cache
     return Layer(init, apply, "LSTM", name, config)
 
 

@@ -1,5 +1,6 @@
 """The training API: the step, fit, evaluate, predict; masks, determinism, sharding."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -217,7 +218,7 @@ def test_evaluate_and_predict_trace_once_per_layer():
         traces.append(1)  # runs only while JAX traces
         return model.apply(params, x, **kwargs)
 
-    layer = model._replace(apply=counting_apply)
+    layer = dataclasses.replace(model, apply=counting_apply)
     x, y, mask = toy(n=12)
     for _ in range(3):
         train.predict(layer, params, x, mask)

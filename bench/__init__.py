@@ -7,6 +7,8 @@ bidirectional, at the shapes below; see `python -m bench --help`.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 
@@ -19,6 +21,17 @@ class Shape(NamedTuple):
     features: int
     units: int
     repeats: int  # timed calls after warm-up, unless --repeats says otherwise
+
+    def fields(self, bidirectional: bool) -> dict[str, str | int]:
+        """The fields of a result row that say which shape and direction it was measured at."""
+        return {
+            "shape": self.name,
+            "batch": self.batch,
+            "timesteps": self.timesteps,
+            "features": self.features,
+            "units": self.units,
+            "direction": "bi" if bidirectional else "uni",
+        }
 
 
 SHAPES = {
@@ -42,3 +55,16 @@ def lstm_flops(shape: Shape, directions: int, train: bool = False) -> float:
     """Nominal FLOPs of an LSTM call: 2·B·T·(F+U)·4U a direction forward, 3x for a training step."""
     forward = 2 * shape.batch * shape.timesteps * (shape.features + shape.units) * 4 * shape.units
     return directions * forward * (3 if train else 1)
+
+
+def name_list(known: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of `known`."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"expected names from {','.join(known)}, got {text!r}")
+        return names
+
+    return parse

@@ -14,7 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras reads it once, at its fir
 
 import numpy as np  # noqa: E402
 
-from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, extras, lstm_flops, report  # noqa: E402  # noqa: E402
+from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, extras, lstm_flops, name_list, report  # noqa: E402
 from bench.peers import PEERS, Contender, SkipPeer  # noqa: E402
 from bench.timing import Timing, seconds, time_round_robin  # noqa: E402
 
@@ -30,11 +30,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats): a smoke run",
     )
-    parser.add_argument("--shapes", type=_names(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
-    parser.add_argument("--directions", type=_names(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)")
+    parser.add_argument("--shapes", type=name_list(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
+    parser.add_argument(
+        "--directions", type=name_list(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)"
+    )
     parser.add_argument(
         "--peers",
-        type=_names(PEERS),
+        type=name_list(PEERS),
         default=list(PEERS),
         help=f"comma-separated subset of {','.join(PEERS)}; jlstm always runs",
     )
@@ -58,17 +60,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _names(known: Sequence[str]):
-    def parse(text: str) -> list[str]:
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        unknown = [name for name in names if name not in known]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"expected names from {','.join(known)}, got {text!r}")
-        return names
-
-    return parse
-
-
 def progress(message: str) -> None:
     """A line on stderr, so that a long run can be followed."""
     print(f"[{time.perf_counter() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
@@ -84,12 +75,7 @@ def row(peer: str, shape: Shape, bidirectional: bool, forward: Timing, train: Ti
     """One table row: `peer`'s forward and training-step timings at `shape`."""
     directions = 2 if bidirectional else 1
     return {
-        "shape": shape.name,
-        "batch": shape.batch,
-        "timesteps": shape.timesteps,
-        "features": shape.features,
-        "units": shape.units,
-        "direction": "bi" if bidirectional else "uni",
+        **shape.fields(bidirectional),
         "peer": peer,
         "repeats": forward.repeats,
         "forward_ms": forward.median_s * 1e3,

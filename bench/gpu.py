@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench import SHAPES, Shape, lstm_flops  # noqa: E402
+from bench import SHAPES, Shape, lstm_flops, name_list  # noqa: E402
 from bench.peers import (  # noqa: E402
     Contender,
     SkipPeer,
@@ -106,19 +106,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--shapes",
-        type=_names(ALL_SHAPES),
+        type=name_list(ALL_SHAPES),
         default=list(ALL_SHAPES),
         help=f"comma-separated subset of {','.join(ALL_SHAPES)} (default all)",
     )
     parser.add_argument(
         "--directions",
-        type=_names(DIRECTIONS),
+        type=name_list(DIRECTIONS),
         default=list(DIRECTIONS),
         help="uni,bi (default both; DeepBench's shapes are uni only)",
     )
     parser.add_argument(
         "--peers",
-        type=_names(PEERS),
+        type=name_list(PEERS),
         default=list(PEERS),
         help=f"comma-separated subset of {','.join(PEERS)} (default all)",
     )
@@ -137,17 +137,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--allow-cpu", action="store_true", help="run off a GPU too, to test this script (the cuDNN rows skip there)"
     )
     return parser.parse_args(argv)
-
-
-def _names(known: Sequence[str]):
-    def parse(text: str) -> list[str]:
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        unknown = [name for name in names if name not in known]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"expected names from {','.join(known)}, got {text!r}")
-        return names
-
-    return parse
 
 
 def progress(message: str) -> None:
@@ -212,12 +201,7 @@ def measure(
     rows = []
     for peer, by_call in timings.items():
         row = {
-            "shape": shape.name,
-            "batch": shape.batch,
-            "timesteps": shape.timesteps,
-            "features": shape.features,
-            "units": shape.units,
-            "direction": "bi" if bidirectional else "uni",
+            **shape.fields(bidirectional),
             "peer": peer,
             "repeats": repeats,
         }

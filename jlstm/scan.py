@@ -417,20 +417,8 @@ def lstm_scan(
     )
     form = "rows-split" if per_gate else _forward_form(signature)
     statics = _Statics(activation, recurrent_activation, zero_output_for_mask, unroll, form)
-    return _lstm_scan(
-        x,
-        kernels,
-        recurrent_kernels,
-        biases,
-        initial_states,
-        mask,
-        input_dropout,
-        recurrent_dropout,
-        reverse=reverse,
-        statics=statics,
-        return_sequences=return_sequences,
-        remat=remat,
-    )
+    arrays = (x, kernels, recurrent_kernels, biases, initial_states, mask, input_dropout, recurrent_dropout)
+    return _lstm_scan(*arrays, reverse=reverse, statics=statics, return_sequences=return_sequences, remat=remat)
 
 
 @functools.partial(jax.jit, static_argnames=("reverse", "statics", "return_sequences", "remat"))

@@ -66,6 +66,16 @@ def Bidirectional(
     (a pair). Params are `{"forward": ..., "backward": ...}`. `apply` takes `mask` or
     `lengths`, and `initial_state` as four arrays `(h_fwd, c_fwd, h_bwd, c_bwd)`; at a
     masked position a returned sequence holds zeros. Both directions run in one scan.
+
+    Args:
+        layer: the recurrent layer to run forwards (an `LSTM`).
+        merge_mode: "concat", "sum", "mul", "ave", or None for the pair of outputs.
+        backward_layer: the layer to run backwards (with `go_backwards=True`); by default a
+            copy of `layer` reading backwards.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` with params `{"forward": ..., "backward": ...}`.
     """
     for role, candidate in (("layer", layer), ("backward_layer", backward_layer)):
         if candidate is not None and (not isinstance(candidate, Layer) or candidate.type_name != "LSTM"):
@@ -200,6 +210,13 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
 
     A mask (or `lengths`) given to `apply` flows through the layers while their outputs
     keep the time axis, as in Keras.
+
+    Args:
+        layers: the jlstm layers, first to last; only the last may return several outputs.
+        name: the model's name in a summary.
+
+    Returns:
+        A `Layer` whose params are a tuple, one entry per layer.
     """
     layers = tuple(layers)
     if not layers or not all(isinstance(layer, Layer) for layer in layers):

@@ -134,6 +134,29 @@ def LSTM(
     `use_cudnn` is Keras 3's: on a GPU, "auto" runs cuDNN where the call qualifies and the
     scan elsewhere (same results), True raises where cuDNN cannot run, False always scans;
     cuDNN computes in full float32 unless `cudnn_allow_tf32` (see `jlstm.cudnn`).
+
+    Args:
+        units: the size U of the state and the output.
+        return_sequences: return every step's output (B, T, U), not only the last (B, U).
+        return_state: also return the final `h` and `c`.
+        go_backwards: read the time axis backwards (the sequence comes back in that order).
+        use_bias: add a bias (4U,) to the gates.
+        unit_forget_bias: initialize the forget gate's bias to 1.
+        activation: the cell and output activation, a Keras name or a callable.
+        recurrent_activation: the gates' activation, a Keras name or a callable.
+        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or callables
+            `(key, shape, dtype) -> array`.
+        dropout: the fraction of the inputs dropped in training.
+        recurrent_dropout: the fraction of the state dropped in training.
+        unroll: `lax.scan`'s unroll factor; True unrolls fully.
+        remat: recompute chunks of steps in the backward pass to save memory.
+        use_cudnn: "auto", True or False: whether a GPU call may run through cuDNN.
+        cudnn_allow_tf32: let cuDNN compute in TF32.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer`: `init(rng, input_shape)` and `apply(params, inputs, *, mask=None,
+        lengths=None, initial_state=None, training=False, rng=None)`.
     """
     config = dict(locals())
     spec = lstm_spec(config)

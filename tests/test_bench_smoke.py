@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import report
 from jlstm import tuning
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_quick_bench_reports_jlstm_and_positive_ratios(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     done = subprocess.run(

@@ -76,6 +76,7 @@ def lstm_formula(features, units, use_bias):
     return 4 * ((features + units) * units + (units if use_bias else 0))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(features=st.integers(1, 64), units=st.integers(1, 64), use_bias=st.booleans(), bidirectional=st.booleans())
 def test_count_params_matches_formula(features, units, use_bias, bidirectional):

@@ -195,6 +195,7 @@ print(json.dumps({"history": history, "one_device": one, "devices": sorted(devic
 """
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_matches_one_device():
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}

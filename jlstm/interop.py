@@ -671,8 +671,9 @@ def _flax_layer_class() -> type:
     class FlaxLayer(nn.Module):
         """Any jlstm layer as a Flax linen Module, its params under the name "jlstm".
 
-        `__call__(x, *, training=False, **kwargs)` forwards `kwargs` (mask, lengths,
-        initial_state) to the layer's `apply`; with `training=True` and a "dropout" rng
+        `__call__(x, *, training=False, **kwargs)` forwards `kwargs` to the layer's `apply`:
+        `mask` for any layer, `lengths` for recurrent layers and Sequential, `initial_state`
+        for recurrent layers only (`jlstm.ApplyFn`); with `training=True` and a "dropout" rng
         (`rngs={"dropout": key}`) dropout acts.
 
         >>> import jax, jax.numpy as jnp, flax.linen as nn

@@ -1,6 +1,9 @@
 """Counting and the Keras summary table, against the seed notebook and real Keras 3."""
 
 import pathlib
+import subprocess
+import sys
+import textwrap
 
 import jax
 import pytest
@@ -89,10 +92,21 @@ def test_count_params_matches_formula(features, units, use_bias, bidirectional):
     assert jlstm.count_params(params) == expected
 
 
+@pytest.mark.slow
 def test_counting_allocates_nothing():
-    # ~540M params: counted through eval_shape in well under a second, never allocated.
-    layer = jlstm.Bidirectional(jlstm.LSTM(8192))
-    assert jlstm.count_params(layer, (None, None, 8192)) == 2 * lstm_formula(8192, 8192, True)
+    # ~540M params (2 GiB of float32) counted through eval_shape in a fresh process, whose
+    # peak memory would show the allocation.
+    script = textwrap.dedent("""
+        import resource, jlstm
+        layer = jlstm.Bidirectional(jlstm.LSTM(8192))
+        print(jlstm.count_params(layer, (None, None, 8192)))
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    count, peak_kib = map(int, done.stdout.split())
+    assert count == 2 * lstm_formula(8192, 8192, True)
+    assert peak_kib < 1.5 * 2**20, f"peak {peak_kib / 2**20:.2f} GiB: the params were allocated"
 
 
 def test_count_params_rejects_misuse():

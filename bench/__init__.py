@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from jlstm import tuning
+
 
 class Shape(NamedTuple):
     """One benchmark size: inputs (batch, timesteps, features) into an LSTM of `units`."""
@@ -53,8 +55,8 @@ SCALING_TIMESTEPS = (10, 10_000)
 
 def lstm_flops(shape: Shape, directions: int, train: bool = False) -> float:
     """Nominal FLOPs of an LSTM call: 2·B·T·(F+U)·4U a direction forward, 3x for a training step."""
-    forward = 2 * shape.batch * shape.timesteps * (shape.features + shape.units) * 4 * shape.units
-    return directions * forward * (3 if train else 1)
+    sig = tuning.Signature(directions, shape.batch, shape.timesteps, shape.features, shape.units, "float32")
+    return tuning.flops(sig) * (3 if train else 1)
 
 
 def name_list(known: Sequence[str]) -> Callable[[str], list[str]]:

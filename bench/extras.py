@@ -29,7 +29,7 @@ SCALING_LIMIT = 2.0
 def machine() -> dict[str, Any]:
     """The CPU, cores, library versions and jlstm's commit this run measured."""
     return {
-        "cpu": _cpu_model(),
+        "cpu": tuning.cpu_model(),
         "cpu_flags": _cpu_flags(),
         "cores": cpu_count(),
         "platform": platform.platform(),
@@ -40,15 +40,6 @@ def machine() -> dict[str, Any]:
         "load_average_1m": os.getloadavg()[0],  # other work on the machine skews every timing
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        return names[0] if names else platform.processor() or "unknown"
-    except OSError:
-        return platform.processor() or "unknown"
 
 
 # The instruction sets that decide which matmul kernels a CPU runs.
@@ -128,7 +119,7 @@ def compile_scaling(
 ) -> list[dict[str, Any]]:
     """Trace-lower-compile seconds of jlstm's `calls` at the short and long SCALING_TIMESTEPS, per
     direction, with the static rule's forms (tuning, once per shape, is not compiling)."""
-    with forms(*static_forms((shape.batch, SCALING_TIMESTEPS[-1], shape.features), shape.units, False)):
+    with forms(*static_forms(signature((shape.batch, SCALING_TIMESTEPS[-1], shape.features), shape.units, False))):
         return _compile_scaling(shape, directions, calls)
 
 
@@ -186,7 +177,7 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
 def tuned_forms(shape: Shape, bidirectional: bool) -> dict[str, Any]:
     """The forms jlstm's tuner chose for this shape (after jlstm ran), and the static rule's."""
     sig = signature((shape.batch, shape.timesteps, shape.features), shape.units, bidirectional)
-    static = static_forms(sig[1:4], shape.units, bidirectional)
+    static = static_forms(sig)
     chosen = tuning.choices()
     row: dict[str, Any] = {"shape": shape.name, "direction": "bi" if bidirectional else "uni"}
     for kind, default in zip(("forward", "backward"), static):

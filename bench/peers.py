@@ -85,7 +85,7 @@ def jlstm_static_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contend
     layer = jlstm_layer(units, bidirectional)
     _, params = layer.init(jax.random.key(0), x.shape)
     contender = jax_contender(layer.apply, params, x)
-    with forms(*static_forms(x.shape, units, bidirectional)):
+    with forms(*static_forms(signature(x.shape, units, bidirectional))):
         contender.forward()
         contender.train()
     return contender._replace(jitted=False)
@@ -96,9 +96,8 @@ def signature(shape: tuple[int, int, int], units: int, bidirectional: bool) -> t
     return tuning.Signature(2 if bidirectional else 1, *shape, units, "float32")
 
 
-def static_forms(shape: tuple[int, int, int], units: int, bidirectional: bool) -> tuple[str, str]:
-    """The static rule's (forward, backward) forms for this call."""
-    sig = signature(shape, units, bidirectional)
+def static_forms(sig: tuning.Signature) -> tuple[str, str]:
+    """The static rule's (forward, backward) forms for this signature."""
     return tuning.default_form("forward", sig), tuning.default_form("backward", sig)
 
 

@@ -107,8 +107,8 @@ def _scan_states(xs, weights: _Weights, h0, c0, keep, input_dropout, recurrent_d
     Returns the final (h, c) and the emitted sequences, as rows, except the VJP's
     residuals, which stay in the form's layout.
     """
-    per_gate = input_dropout is not None or recurrent_dropout is not None
-    form = "rows-split" if per_gate else statics.form
+    per_gate = input_dropout is not None or recurrent_dropout is not None  # lstm_scan made the form rows-split
+    form = statics.form
     cols = _is_cols(form)
     axis = -2 if cols else -1
     units = weights.recurrent_kernel.shape[1]
@@ -180,9 +180,10 @@ def _recurrence(xs, weights: _Weights, h0, c0, keep, statics: _Statics, return_s
 def _recurrence_fwd(xs, weights, h0, c0, keep, statics, return_sequences):
     (h, c), (hs, cs, saved) = _scan_states(xs, weights, h0, c0, keep, None, None, statics, "residuals")
     cols = _is_cols(statics.form)
-    out = _result(_relayout(hs, cols), _relayout(h, cols), _relayout(c, cols), keep, statics, return_sequences)
-    h_prev = jnp.concatenate([_relayout(h0, cols)[None], hs[:-1]])
-    c_prev = jnp.concatenate([_relayout(c0, cols)[None], cs[:-1]])
+    hs = _relayout(hs, cols)  # as rows: the output, and the previous states the gradient GEMMs read
+    out = _result(hs, _relayout(h, cols), _relayout(c, cols), keep, statics, return_sequences)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    c_prev = jnp.concatenate([_relayout(c0, cols)[None], cs[:-1]])  # the backward loop's, in this layout
     return out, (xs, weights, keep, h_prev, c_prev, saved)
 
 
@@ -194,12 +195,12 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
     form = _backward_form(signature)
     cols = form == "cols"
     if cols != _is_cols(statics.form):  # the backward loop's layout differs from the forward's
-        h_prev, c_prev, saved = jax.tree.map(lambda a: jnp.swapaxes(a, -1, -2), (h_prev, c_prev, saved))
+        c_prev, saved = jax.tree.map(lambda a: jnp.swapaxes(a, -1, -2), (c_prev, saved))
     d_seq, d_h, d_c = (_relayout(a, cols) for a in cotangents)
     (d_h0, d_c0), d_z = _backward_loop(
         weights.recurrent_kernel, _relayout(keep, cols), c_prev, saved, d_seq, d_h, d_c, statics, form
     )
-    d_xs, d_weights = _gradients(xs, weights, _relayout(h_prev, cols), _relayout(d_z, cols))
+    d_xs, d_weights = _gradients(xs, weights, h_prev, _relayout(d_z, cols))
     return d_xs, d_weights, _relayout(d_h0, cols), _relayout(d_c0, cols), None
 
 

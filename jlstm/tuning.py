@@ -283,9 +283,7 @@ def _distrust(path: str, why: str) -> dict[str, str]:
 def _write_cache(key: str, form: str) -> None:
     """Adds one entry to the cache file, atomically; a file we distrust is left alone."""
     path = cache_path()
-    if path in _warned:
-        return
-    entries = _read_cache()
+    entries = _read_cache()  # distrusting the file adds its path to _warned
     if path in _warned:
         return
     entries[key] = form

@@ -125,14 +125,19 @@ class _Mask:
     """A mask's reason against cuDNN, read on the host at most once, and only if asked."""
 
     def __init__(self, mask: jax.Array | None):
-        self.mask, self.read, self.traced, self.reason = mask, mask is None, False, None
+        self.mask = mask
+
+    @functools.cached_property
+    def concrete(self) -> np.ndarray | None:
+        return None if self.mask is None else _concrete(self.mask)
+
+    @property
+    def traced(self) -> bool:
+        return self.mask is not None and self.concrete is None
 
     def reasons(self) -> list[str]:
-        if not self.read:
-            concrete = _concrete(self.mask)
-            self.traced, self.read = concrete is None, True
-            self.reason = None if self.traced else _mask_reason(concrete)
-        return [] if self.reason is None else [self.reason]
+        reason = None if self.concrete is None else _mask_reason(self.concrete)
+        return [] if reason is None else [reason]
 
 
 def _reasons(spec: Any, dtype: Any, mask: _Mask, dropout_on: bool) -> list[str]:

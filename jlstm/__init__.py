@@ -15,17 +15,18 @@ names and shapes.
 
 from jlstm import cudnn, interop
 from jlstm.activations import get_activation
-from jlstm.cell import lstm_gates, lstm_step
+from jlstm.cell import gru_step, lstm_gates, lstm_step, simple_rnn_step
 from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.initializers import get_initializer
-from jlstm.layers import LSTM, ApplyFn, Dense, Dropout, InitFn, Layer, Masking
+from jlstm.layers import GRU, LSTM, ApplyFn, Dense, Dropout, InitFn, Layer, Masking, SimpleRNN
 from jlstm.summary import Namer, count_params, summary
 from jlstm.tuning import config
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
     "LSTM",
     "ApplyFn",
     "Bidirectional",
@@ -36,15 +37,18 @@ __all__ = [
     "Masking",
     "Namer",
     "Sequential",
+    "SimpleRNN",
     "config",
     "count_params",
     "cudnn",
     "get_activation",
     "get_initializer",
+    "gru_step",
     "interop",
     "load",
     "lstm_gates",
     "lstm_step",
     "save",
+    "simple_rnn_step",
     "summary",
 ]

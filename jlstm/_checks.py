@@ -42,6 +42,13 @@ def flag(value: Any, what: str) -> bool:
     return bool(value)
 
 
+def use_cudnn(value: Any, what: str) -> str | bool:
+    """`use_cudnn` as Keras 3 takes it: "auto", True or False (not 1 or 0)."""
+    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
+        raise ValueError(f"{what} use_cudnn: expected 'auto', True or False, got {value!r}")
+    return value
+
+
 def rate(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{what}: expected a float in [0, 1), got {value!r}")
@@ -166,29 +173,6 @@ def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what
         if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
             want = "(" + ", ".join("?" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{what}: expected params[{key!r}] of shape {want}, got {got}")
-
-
-def step_state(params: Any, state: Any, x_t: Any, what: str) -> tuple[jax.Array, jax.Array]:
-    """Checks one LSTM step's params, (h, c) state and input x_t (batch, features)."""
-    param_tree(
-        params,
-        {"kernel": (None, None), "recurrent_kernel": (None, None)}
-        | ({"bias": (None,)} if isinstance(params, Mapping) and "bias" in params else {}),
-        what,
-    )
-    features, four_units = params["kernel"].shape
-    units = four_units // 4
-    param_tree(
-        params,
-        {"kernel": (features, 4 * units), "recurrent_kernel": (units, 4 * units)}
-        | ({"bias": (4 * units,)} if "bias" in params else {}),
-        what,
-    )
-    x_t = array(x_t, f"{what} x_t")
-    if x_t.ndim != 2 or x_t.shape[1] != features:
-        raise ValueError(f"{what}: expected x_t of shape (batch, {features}), got {tuple(x_t.shape)}")
-    h, c = states(state, 2, x_t.shape[0], [units, units], params["kernel"].dtype, what)
-    return h, c
 
 
 def prng_key(rng: Any, what: str) -> jax.Array:

@@ -17,17 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, cudnn
-from jlstm.layers import (
-    LSTM,
-    Layer,
-    OutputShape,
-    Params,
-    Shape,
-    dropout_rng,
-    lstm_spec,
-    prepare_lstm_call,
-)
+from jlstm import _checks, _recurrent, cudnn
+from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -64,11 +55,12 @@ def Bidirectional(
     The backward copy reads the time axis reversed; with `return_sequences` its sequence
     is reversed back before the merge. merge_mode is "concat", "sum", "mul", "ave" or None
     (a pair). Params are `{"forward": ..., "backward": ...}`. `apply` takes `mask` or
-    `lengths`, and `initial_state` as four arrays `(h_fwd, c_fwd, h_bwd, c_bwd)`; at a
+    `lengths`, and `initial_state` as both directions' states in a row, `(h_fwd, c_fwd,
+    h_bwd, c_bwd)` for LSTMs and `(h_fwd, h_bwd)` for GRUs and SimpleRNNs; at a
     masked position a returned sequence holds zeros. Both directions run in one scan.
 
     Args:
-        layer: the recurrent layer to run forwards (an `LSTM`).
+        layer: the recurrent layer to run forwards (an `LSTM`, `GRU` or `SimpleRNN`).
         merge_mode: "concat", "sum", "mul", "ave", or None for the pair of outputs.
         backward_layer: the layer to run backwards (with `go_backwards=True`); by default a
             copy of `layer` reading backwards.
@@ -78,14 +70,17 @@ def Bidirectional(
         A `Layer` with params `{"forward": ..., "backward": ...}`.
     """
     for role, candidate in (("layer", layer), ("backward_layer", backward_layer)):
-        if candidate is not None and (not isinstance(candidate, Layer) or candidate.type_name != "LSTM"):
+        if candidate is not None and (not isinstance(candidate, Layer) or candidate.type_name not in RECURRENT):
             got = candidate.type_name if isinstance(candidate, Layer) else type(candidate).__name__
-            raise TypeError(f"Bidirectional {role}: expected a jlstm LSTM layer, got {got}")
+            kinds = ", ".join(RECURRENT)
+            raise TypeError(f"Bidirectional {role}: expected a jlstm recurrent layer ({kinds}), got {got}")
     _checks.one_of(merge_mode, MERGE_MODES, "Bidirectional merge_mode")
     fwd_cfg = dict(layer.config)
-    forward = LSTM(**{**fwd_cfg, "name": f"forward_{layer.name}" if layer.name else None})
+    rebuild = RECURRENT[layer.type_name]
+    named = lambda prefix: f"{prefix}_{layer.name}" if layer.name else None  # noqa: E731
+    forward = rebuild(**{**fwd_cfg, "name": named("forward")})
     if backward_layer is None:
-        backward = LSTM(**{**fwd_cfg, "go_backwards": True, "name": f"backward_{layer.name}" if layer.name else None})
+        backward = rebuild(**{**fwd_cfg, "go_backwards": True, "name": named("backward")})
     else:
         backward = backward_layer
     bwd_cfg = backward.config
@@ -106,7 +101,7 @@ def Bidirectional(
             f"got {fwd_cfg['units']} (forward) and {bwd_cfg['units']} (backward)"
         )
     return_sequences, return_state = fwd_cfg["return_sequences"], fwd_cfg["return_state"]
-    specs = (lstm_spec(fwd_cfg), lstm_spec(bwd_cfg))
+    specs = (forward.spec, backward.spec)
     reverse = (bool(fwd_cfg["go_backwards"]), bool(bwd_cfg["go_backwards"]))
     what = f"Bidirectional {name or ''}".rstrip()
 
@@ -121,11 +116,11 @@ def Bidirectional(
         outs = out if merge_mode is None else [out]
         return outs + fwd_shape[1:] + bwd_shape[1:], params
 
-    def directions(params, x, mask, h0s, c0s, key, routes):
-        """Per direction (sequence or None, h, c): in one scan (or one cuDNN call) when the
-        two share a spec."""
+    def directions(params, x, mask, states, key, routes):
+        """Per direction (sequence or None, states): in one scan (or one cuDNN call) when
+        the two share a spec."""
         run = functools.partial(
-            cudnn.run_lstm_directions,
+            cudnn.run_directions,
             x=x,
             mask=mask,
             return_sequences=return_sequences,
@@ -136,8 +131,7 @@ def Bidirectional(
             result = run(
                 specs[0],
                 [params["forward"], params["backward"]],
-                h0s=h0s,
-                c0s=c0s,
+                states=states,
                 reverse=reverse,
                 dropout_rng=key,
                 route=routes[0],
@@ -148,7 +142,7 @@ def Bidirectional(
                 run(
                     spec,
                     [params[role]],
-                    **_direction_states(h0s, c0s, d),
+                    states=None if states is None else [states[d]],
                     reverse=(reverse[d],),
                     dropout_rng=None if key is None else jax.random.fold_in(key, d),
                     route=routes[d],
@@ -161,17 +155,17 @@ def Bidirectional(
 
     # one dispatch for the whole layer once the inputs are checked
     @functools.partial(jax.jit, static_argnames="routes")
-    def compute(params, x, mask, h0s, c0s, key, routes=("scan", "scan")):
-        (y, h_f, c_f), (y_rev, h_b, c_b) = directions(params, x, mask, h0s, c0s, key, routes)
+    def compute(params, x, mask, states, key, routes=("scan", "scan")):
+        (y, fwd_states), (y_rev, bwd_states) = directions(params, x, mask, states, key, routes)
         if return_sequences:
             y_rev = jnp.flip(y_rev, axis=1)
         else:
-            y, y_rev = h_f, h_b
+            y, y_rev = fwd_states[0], bwd_states[0]
         output = _merge(y, y_rev, merge_mode)
         if not return_state:
             return output
-        states = (h_f, c_f, h_b, c_b)
-        return (output + states) if merge_mode is None else (output,) + states
+        final = fwd_states + bwd_states
+        return (output + final) if merge_mode is None else (output,) + final
 
     def apply(
         params: Params,
@@ -185,11 +179,11 @@ def Bidirectional(
     ) -> Any:
         _checks.param_tree(params, {"forward": (), "backward": ()}, what)
         directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
-        x, mask, (h0s, c0s) = prepare_lstm_call(directions, inputs, mask, lengths, initial_state, what)
-        keys = [dropout_rng(spec, training, rng, what) for spec in specs]
+        x, mask, states = _recurrent.prepare_call(directions, inputs, mask, lengths, initial_state, what)
+        keys = [_recurrent.dropout_rng(spec, training, rng, what) for spec in specs]
         key = keys[1] if keys[0] is None else keys[0]
         routes = cudnn.plan(specs, x, mask, key is not None, what)
-        return compute(params, x, mask, h0s, c0s, key, routes)
+        return compute(params, x, mask, states, key, routes)
 
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
@@ -198,11 +192,7 @@ def Bidirectional(
 
 
 def _direction(result, d: int, return_sequences: bool):
-    return (result.sequences[d] if return_sequences else None), result.h[d], result.c[d]
-
-
-def _direction_states(h0s, c0s, d):
-    return {"h0s": None, "c0s": None} if h0s is None else {"h0s": [h0s[d]], "c0s": [c0s[d]]}
+    return (result.sequences[d] if return_sequences else None), tuple(state[d] for state in result.states)
 
 
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:

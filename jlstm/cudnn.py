@@ -41,20 +41,14 @@ import numpy as np
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-from jlstm import _checks
-from jlstm.scan import ScanResult, lstm_scan
+from jlstm import _checks, _recurrent
+from jlstm.cell import Weights, lstm_cell
+from jlstm.scan import Direction, ScanResult, rnn_scan
 
 
 def _on_gpu() -> bool:
     """Whether the default backend is a GPU (tests monkeypatch this)."""
     return jax.default_backend() == "gpu"
-
-
-def check_use_cudnn(value: Any, what: str) -> str | bool:
-    """`use_cudnn` as Keras 3 takes it: "auto", True or False (not 1 or 0)."""
-    if not (value is True or value is False or (isinstance(value, str) and value == "auto")):
-        raise ValueError(f"{what} use_cudnn: expected 'auto', True or False, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -69,6 +63,7 @@ def _static_reasons(spec: Any, dtype: Any, dropout_on: bool) -> list[str]:
     """Why a call with this spec and dtype cannot take cuDNN, whatever its mask."""
     checks = [
         (_on_gpu(), "a GPU backend", jax.default_backend()),
+        (spec.cell.name == "lstm", "an LSTM (jax.experimental.rnn has cuDNN's LSTM only)", spec.cell.name),
         (spec.activation is jnp.tanh, "activation tanh", _name(spec.activation)),
         (spec.recurrent_activation is jax.nn.sigmoid, "recurrent_activation sigmoid", _name(spec.recurrent_activation)),
         (jnp.dtype(dtype) == jnp.float32, "float32 params", str(jnp.dtype(dtype))),
@@ -179,26 +174,23 @@ def why_not(
     """Why `layer.apply(params, inputs, mask=..., lengths=..., training=...)` would not run
     cuDNN, one line per reason; `[]` when it would.
 
-    `layer` is an `LSTM` or a `Bidirectional` of LSTMs (a reason of either direction counts).
+    `layer` is a recurrent layer or a `Bidirectional` (a reason of either direction counts);
+    only an LSTM runs through cuDNN.
     A traced mask is checked when the program runs, so only the other conditions show here.
     """
-    if getattr(layer, "type_name", None) not in ("LSTM", "Bidirectional"):
+    if getattr(layer, "spec", None) is None and getattr(layer, "type_name", None) != "Bidirectional":
         got = getattr(layer, "type_name", type(layer).__name__)
-        raise TypeError(f"why_not: expected an LSTM or Bidirectional layer, got {got}")
-    from jlstm.layers import lstm_spec
-
-    configs = [layer.config]
-    kernel = params["kernel"] if layer.type_name == "LSTM" else params["forward"]["kernel"]
+        raise TypeError(f"why_not: expected a recurrent layer or a Bidirectional, got {got}")
+    specs, kernel = [layer.spec], params["kernel"] if layer.spec is not None else None
     if layer.type_name == "Bidirectional":
-        inner, backward = layer.config["layer"].config, layer.config["backward_layer"]
-        configs = [inner, inner if backward is None else backward.config]
+        inner, backward = layer.config["layer"], layer.config["backward_layer"]
+        specs, kernel = [inner.spec, (backward or inner).spec], params["forward"]["kernel"]
     x = _checks.array(inputs, "why_not inputs")
     if x.ndim != 3:
         raise ValueError(f"why_not: expected inputs of rank 3 (batch, timesteps, features), got shape {x.shape}")
     checked = _Mask(_checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], "why_not"))
     reasons: list[str] = []
-    for config in configs:
-        spec = lstm_spec(config)
+    for spec in specs:
         dropout_on = bool(training and (spec.dropout or spec.recurrent_dropout))
         found = (
             ["expected use_cudnn 'auto' or True, got False"]
@@ -236,23 +228,20 @@ def _reference(call: _Call, x, h0, c0, w, lengths):
 
     directions = 2 if call.bidirectional else 1
     w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(w, call.input_size, call.hidden_size, 1, call.bidirectional)
-    result = lstm_scan(
+    result = rnn_scan(
+        lstm_cell(),
         x,
-        tuple(w_ih[d].T for d in range(directions)),
-        tuple(w_hh[d].T for d in range(directions)),
-        tuple(b_ih[d] + b_hh[d] for d in range(directions)),
-        tuple((h0[d], c0[d]) for d in range(directions)),
+        [
+            Direction(Weights(w_ih[d].T, w_hh[d].T, b_ih[d] + b_hh[d]), d == 1, (h0[d], c0[d]))
+            for d in range(directions)
+        ],
         jnp.arange(x.shape[1])[None, :] < lengths[:, None],
-        reverse=(False, True)[:directions],
-        activation=jnp.tanh,
-        recurrent_activation=jax.nn.sigmoid,
         return_sequences=True,
         zero_output_for_mask=True,
-        unroll=1,
     )
     seqs = result.sequences
     y = seqs[0] if directions == 1 else jnp.concatenate([seqs[0], jnp.flip(seqs[1], 1)], -1)
-    return y, result.h, result.c
+    return y, *result.states
 
 
 def _in_axes(in_batched) -> list:
@@ -366,22 +355,20 @@ def _processing_order(aligned, lengths, reverse, fill):
 
 
 def _run_cudnn(
-    spec, params, x, mask, h0s, c0s, *, reverse, return_sequences, zero_output_for_mask, dropout_rng, what
+    spec, params, x, mask, states, *, reverse, return_sequences, zero_output_for_mask, dropout_rng, what
 ) -> ScanResult:
     """The scan's `ScanResult` for this call, computed by cuDNN (the call qualifies)."""
-    from jlstm.layers import dropout_masks
-
     batch, timesteps, features = x.shape
     units, directions = spec.units, len(params)
     lengths = None if mask is None else jnp.sum(mask, 1, dtype=jnp.int32)
     seq_lengths = jnp.full((batch,), timesteps, jnp.int32) if lengths is None else lengths
     zeros = jnp.zeros((batch, units), x.dtype)
-    h0 = [zeros] * directions if h0s is None else [h.astype(x.dtype) for h in h0s]
-    c0 = [zeros] * directions if c0s is None else [c.astype(x.dtype) for c in c0s]
+    h0 = [zeros] * directions if states is None else [h.astype(x.dtype) for h, _ in states]
+    c0 = [zeros] * directions if states is None else [c.astype(x.dtype) for _, c in states]
     xs = [x] * directions
     if dropout_rng is not None and spec.dropout:  # the scan's input masks, drawn alike
         keys = jax.random.split(dropout_rng, directions)
-        xs = [x * dropout_masks(spec, key, batch, features, x.dtype)[0][0][:, None, :] for key in keys]
+        xs = [x * _recurrent.dropout_masks(spec, key, batch, features, x.dtype).inputs[0][:, None, :] for key in keys]
     call = functools.partial(
         _Call, features, units, allow_tf32=spec.cudnn_allow_tf32, strict=what if spec.use_cudnn is True else None
     )
@@ -419,16 +406,15 @@ def _run_cudnn(
         # one going forwards, the initial one going backwards (padding comes first).
         fills = [zeros if zero_output_for_mask else (h0[d] if reverse[d] else h[d]) for d in range(directions)]
         sequences = jnp.stack([_processing_order(aligned[d], lengths, reverse[d], fills[d]) for d in range(directions)])
-    return ScanResult(sequences, jnp.stack(h), jnp.stack(c))
+    return ScanResult(sequences, (jnp.stack(h), jnp.stack(c)))
 
 
-def run_lstm_directions(
+def run_directions(
     spec,
     params,
     x,
     mask,
-    h0s,
-    c0s,
+    states,
     *,
     reverse,
     return_sequences,
@@ -437,20 +423,18 @@ def run_lstm_directions(
     route="scan",
     what="LSTM",
 ) -> ScanResult:
-    """`jlstm.layers.run_lstm_directions` by the route `plan` chose: "scan", "cudnn", or
+    """`jlstm._recurrent.run_directions` by the route `plan` chose: "scan", "cudnn", or
     "cond" (cuDNN when the traced mask qualifies, the scan otherwise)."""
-    from jlstm import layers
-
     kwargs = dict(
         reverse=reverse,
         return_sequences=return_sequences,
         zero_output_for_mask=zero_output_for_mask,
         dropout_rng=dropout_rng,
     )
-    scan = functools.partial(layers.run_lstm_directions, spec, params, x, mask, h0s, c0s, **kwargs)
+    scan = functools.partial(_recurrent.run_directions, spec, params, x, mask, states, **kwargs)
     if route == "scan":
         return scan()
-    cudnn = functools.partial(_run_cudnn, spec, params, x, mask, h0s, c0s, **kwargs, what=what)
+    cudnn = functools.partial(_run_cudnn, spec, params, x, mask, states, **kwargs, what=what)
     if route == "cudnn" or mask is None:
         return cudnn()
     return lax.cond(_qualifies(mask), cudnn, scan)

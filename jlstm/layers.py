@@ -15,17 +15,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm import _checks, cudnn
+from jlstm import _checks, _recurrent, cudnn
 from jlstm.activations import Activation, get_activation
+from jlstm.cell import Cell, gru_cell, lstm_cell, param_shapes, simple_rnn_cell
 from jlstm.initializers import Initializer, get_initializer
-from jlstm.scan import lstm_scan
 
 Shape = tuple[int | None, ...]
 OutputShape = Shape | list[Shape]
@@ -74,27 +74,14 @@ class Layer:
     sublayers: tuple[Layer, ...] = ()
     # (inputs, mask) -> the mask for the next layer; None: kept while outputs keep the time axis.
     compute_mask: Callable[[jax.Array, jax.Array | None], jax.Array | None] | None = None
+    # A recurrent layer's static spec (its cell, units, ...), for Bidirectional; else None.
+    spec: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", types.MappingProxyType(dict(self.config)))
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         return iter((self.init, self.apply))
-
-
-class LSTMSpec(NamedTuple):
-    """The static part of an LSTM, hashable so that the jitted scan caches on it."""
-
-    units: int
-    activation: Activation
-    recurrent_activation: Activation
-    use_bias: bool
-    unroll: int | bool
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    remat: bool = False
-    use_cudnn: str | bool = "auto"
-    cudnn_allow_tf32: bool = False
 
 
 def LSTM(
@@ -159,37 +146,56 @@ def LSTM(
         lengths=None, initial_state=None, training=False, rng=None)`.
     """
     config = dict(locals())
-    spec = lstm_spec(config)
-    what = f"LSTM {name or ''}".rstrip()
-    init_kernel = get_initializer(kernel_initializer, f"{what} kernel_initializer")
-    init_recurrent = get_initializer(recurrent_initializer, f"{what} recurrent_initializer")
-    init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
+    what = _what("LSTM", name)
+    _checks.flag(unit_forget_bias, f"{what} unit_forget_bias")
+    cell = lstm_cell(
+        get_activation(activation, f"{what} activation"),
+        get_activation(recurrent_activation, f"{what} recurrent_activation"),
+    )
+    return _recurrent_layer("LSTM", cell, config)
+
+
+def _what(type_name: str, name: str | None) -> str:
+    return f"{type_name} {name or ''}".rstrip()
+
+
+def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_gate_dropout: bool = True) -> Layer:
+    """A recurrent layer of `cell` from its Keras constructor arguments `config`: what LSTM,
+    GRU and SimpleRNN share (params, output shapes, the call, dropout, cuDNN routing)."""
+    what = _what(type_name, config["name"])
+    spec = _recurrent.spec(cell, config, what, per_gate_dropout=per_gate_dropout)
+    init_kernel = get_initializer(config["kernel_initializer"], f"{what} kernel_initializer")
+    init_recurrent = get_initializer(config["recurrent_initializer"], f"{what} recurrent_initializer")
+    init_bias = get_initializer(config["bias_initializer"], f"{what} bias_initializer")
+    return_sequences = _checks.flag(config["return_sequences"], f"{what} return_sequences")
+    return_state = _checks.flag(config["return_state"], f"{what} return_state")
+    go_backwards = _checks.flag(config["go_backwards"], f"{what} go_backwards")
     u = spec.units
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
         batch, timesteps, features = _checks.sequence_shape(input_shape, what)
+        shapes = param_shapes(cell, features, u, spec.use_bias)
         k_kernel, k_recurrent, k_bias = jax.random.split(rng, 3)
         params = {
-            "kernel": init_kernel(k_kernel, (features, 4 * u), jnp.float32),
-            "recurrent_kernel": init_recurrent(k_recurrent, (u, 4 * u), jnp.float32),
+            "kernel": init_kernel(k_kernel, shapes["kernel"], jnp.float32),
+            "recurrent_kernel": init_recurrent(k_recurrent, shapes["recurrent_kernel"], jnp.float32),
         }
         if spec.use_bias:
-            params["bias"] = _lstm_bias(init_bias, k_bias, u, unit_forget_bias)
+            params["bias"] = _bias(init_bias, k_bias, shapes["bias"], config.get("unit_forget_bias", False), u)
         out = (batch, timesteps, u) if return_sequences else (batch, u)
         if return_state:
-            return [out, (batch, u), (batch, u)], params
+            return [out] + [(batch, u)] * cell.state_size, params
         return out, params
 
     # one dispatch for the whole layer once the inputs are checked
     @functools.partial(jax.jit, static_argnames="routes")
-    def compute(params, x, mask, h0, c0, key, routes=("scan",)):
-        result = cudnn.run_lstm_directions(
+    def compute(params, x, mask, states, key, routes=("scan",)):
+        result = cudnn.run_directions(
             spec,
             [params],
             x,
             mask,
-            h0,
-            c0,
+            states,
             reverse=(go_backwards,),
             return_sequences=return_sequences,
             zero_output_for_mask=False,
@@ -198,7 +204,7 @@ def LSTM(
             what=what,
         )
         out = result.sequences[0] if return_sequences else result.h[0]
-        return (out, result.h[0], result.c[0]) if return_state else out
+        return (out, *(s[0] for s in result.states)) if return_state else out
 
     def apply(
         params: Params,
@@ -210,62 +216,18 @@ def LSTM(
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
-        x, mask, (h0, c0) = prepare_lstm_call([(spec, params)], inputs, mask, lengths, initial_state, what)
-        key = dropout_rng(spec, training, rng, what)
+        x, mask, states = _recurrent.prepare_call([(spec, params)], inputs, mask, lengths, initial_state, what)
+        key = _recurrent.dropout_rng(spec, training, rng, what)
         routes = cudnn.plan([spec], x, mask, key is not None, what)
-        return compute(params, x, mask, h0, c0, key, routes)
+        return compute(params, x, mask, states, key, routes)
 
-    return Layer(init, apply, "LSTM", name, config)
-
-
-def lstm_spec(config: Mapping[str, Any]) -> LSTMSpec:
-    """The checked static spec of an LSTM from its constructor arguments."""
-    return LSTMSpec(
-        units=_checks.positive_int(config["units"], "LSTM units"),
-        activation=get_activation(config["activation"], "LSTM activation"),
-        recurrent_activation=get_activation(config["recurrent_activation"], "LSTM recurrent_activation"),
-        use_bias=bool(config["use_bias"]),
-        unroll=_checks.unroll_factor(config["unroll"]),
-        dropout=_checks.rate(config["dropout"], "LSTM dropout"),
-        recurrent_dropout=_checks.rate(config["recurrent_dropout"], "LSTM recurrent_dropout"),
-        remat=bool(config["remat"]),
-        use_cudnn=cudnn.check_use_cudnn(config.get("use_cudnn", "auto"), "LSTM"),
-        cudnn_allow_tf32=_checks.flag(config.get("cudnn_allow_tf32", False), "LSTM cudnn_allow_tf32"),
-    )
+    return Layer(init, apply, type_name, config["name"], config, spec=spec)
 
 
-def dropout_rng(spec: LSTMSpec, training: bool, rng: jax.Array | None, what: str) -> jax.Array | None:
-    """The key to draw dropout masks with, or None when no dropout applies to this call."""
-    if not training or not (spec.dropout or spec.recurrent_dropout):
-        return None
-    if rng is None:
-        raise ValueError(f"{what}: expected rng=<PRNG key> with training=True (dropout is on), got None")
-    return _checks.prng_key(rng, what)
-
-
-def dropout_masks(
-    spec: LSTMSpec, rng: jax.Array, batch: int, features: int, dtype: Any
-) -> tuple[jax.Array | None, jax.Array | None]:
-    """One direction's scaled dropout masks, as Keras 3 draws them: input (G, B, F) with
-    G = 4 per-gate masks when recurrent dropout is on (else 1), and recurrent (4, B, U)."""
-    k_input, k_recurrent = jax.random.split(rng)
-    gates = 4 if spec.recurrent_dropout else 1
-    input_masks = recurrent_masks = None
-    if spec.dropout:
-        input_masks = _scaled_keep(k_input, spec.dropout, (gates, batch, features), dtype)
-    if spec.recurrent_dropout:
-        recurrent_masks = _scaled_keep(k_recurrent, spec.recurrent_dropout, (4, batch, spec.units), dtype)
-    return input_masks, recurrent_masks
-
-
-def _scaled_keep(key: jax.Array, rate: float, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
-    return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
-
-
-def _lstm_bias(init_bias: Initializer, key: jax.Array, units: int, unit_forget_bias: bool) -> jax.Array:
+def _bias(init_bias: Initializer, key: jax.Array, shape: tuple[int, ...], unit_forget_bias: bool, units: int):
     if not unit_forget_bias:
-        return init_bias(key, (4 * units,), jnp.float32)
+        return init_bias(key, shape, jnp.float32)
+    # Keras's LSTM: the forget gate's block (the second) starts at 1.
     k_i, k_co = jax.random.split(key)
     return jnp.concatenate(
         [
@@ -276,77 +238,119 @@ def _lstm_bias(init_bias: Initializer, key: jax.Array, units: int, unit_forget_b
     )
 
 
-def lstm_param_shapes(spec: LSTMSpec, features: int | None) -> dict[str, Shape]:
-    shapes = {"kernel": (features, 4 * spec.units), "recurrent_kernel": (spec.units, 4 * spec.units)}
-    if spec.use_bias:
-        shapes["bias"] = (4 * spec.units,)
-    return shapes
-
-
-def prepare_lstm_call(
-    directions: Sequence[tuple[LSTMSpec, Params]],
-    inputs: Any,
-    mask: Any,
-    lengths: Any,
-    initial_state: Any,
-    what: str,
-) -> tuple[jax.Array, jax.Array | None, tuple[list[jax.Array], list[jax.Array]]]:
-    """Checks params, inputs, mask and initial state of an LSTM call with one or more
-    directions; returns the inputs, the bool mask and per-direction (h0s, c0s) or Nones."""
-    first_spec, first_params = directions[0]
-    _checks.param_tree(first_params, lstm_param_shapes(first_spec, None), what)
-    features = first_params["kernel"].shape[0]
-    for spec, params in directions[1:]:
-        _checks.param_tree(params, lstm_param_shapes(spec, features), what)
-    x = _checks.sequence_input(inputs, features, first_params["kernel"].dtype, what)
-    batch, timesteps, _ = x.shape
-    mask = _checks.sequence_mask(mask, lengths, batch, timesteps, what)
-    units = [spec.units for spec, _ in directions]
-    if initial_state is None:
-        return x, mask, (None, None)  # zeros, made inside the jitted scan
-    flat = _checks.states(initial_state, 2 * len(units), batch, [u for u in units for _ in (0, 1)], x.dtype, what)
-    h0s, c0s = flat[0::2], flat[1::2]
-    return x, mask, (h0s, c0s)
-
-
-def run_lstm_directions(
-    spec: LSTMSpec,
-    params: Sequence[Params],
-    x: jax.Array,
-    mask: jax.Array | None,
-    h0s: Sequence[jax.Array] | None,
-    c0s: Sequence[jax.Array] | None,
+def GRU(
+    units: int,
     *,
-    reverse: tuple[bool, ...],
-    return_sequences: bool,
-    zero_output_for_mask: bool,
-    dropout_rng: jax.Array | None = None,
-):
-    """Runs the directions' params in one scan (they share `spec`)."""
-    input_dropout = recurrent_dropout = None
-    if dropout_rng is not None:
-        batch, _, features = x.shape
-        keys = jax.random.split(dropout_rng, len(params))
-        masks = [dropout_masks(spec, key, batch, features, x.dtype) for key in keys]
-        input_dropout = tuple(m[0] for m in masks) if spec.dropout else None
-        recurrent_dropout = tuple(m[1] for m in masks) if spec.recurrent_dropout else None
-    return lstm_scan(
-        x,
-        tuple(p["kernel"] for p in params),
-        tuple(p["recurrent_kernel"] for p in params),
-        tuple(p["bias"] for p in params) if spec.use_bias else None,
-        None if h0s is None else tuple(zip(h0s, c0s)),
-        mask,
-        input_dropout,
-        recurrent_dropout,
-        reverse=reverse,
-        activation=spec.activation,
-        recurrent_activation=spec.recurrent_activation,
-        return_sequences=return_sequences,
-        zero_output_for_mask=zero_output_for_mask,
-        unroll=spec.unroll,
-        remat=spec.remat,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    use_bias: bool = True,
+    reset_after: bool = True,
+    activation: str | Activation = "tanh",
+    recurrent_activation: str | Activation = "sigmoid",
+    kernel_initializer: str | Initializer = "glorot_uniform",
+    recurrent_initializer: str | Initializer = "orthogonal",
+    bias_initializer: str | Initializer = "zeros",
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    unroll: int | bool = 1,
+    remat: bool = False,
+    use_cudnn: str | bool = "auto",
+    name: str | None = None,
+) -> Layer:
+    """A Keras 3 GRU layer over (batch, timesteps, features) inputs.
+
+    Params are Keras's tree `{"kernel": (F, 3U), "recurrent_kernel": (U, 3U), "bias": (2, 3U)}`
+    with gates in Keras's order z (update), r (reset), h (candidate). With `reset_after`
+    (Keras 3's default, and cuDNN's and PyTorch's form) the bias's two rows are the input
+    and the recurrent bias, and the reset gate multiplies the candidate's recurrent
+    projection; without it the bias is (3U,) and the reset gate multiplies h before that
+    projection. `apply` takes `mask` (bool (B, T)) or `lengths` (int (B,)), and
+    `initial_state` as `h` or `(h,)`; with `return_state` it returns `(outputs, h)`.
+
+    Args:
+        units: the size U of the state and the output.
+        return_sequences: return every step's output (B, T, U), not only the last (B, U).
+        return_state: also return the final `h`.
+        go_backwards: read the time axis backwards (the sequence comes back in that order).
+        use_bias: add biases to the gates.
+        reset_after: apply the reset gate after the recurrent projection (True, Keras 3's
+            default) or before it (False, the original GRU).
+        activation: the candidate's activation, a Keras name or a callable.
+        recurrent_activation: the update and reset gates' activation.
+        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or callables
+            `(key, shape, dtype) -> array`.
+        dropout: the fraction of the inputs dropped in training.
+        recurrent_dropout: the fraction of the state dropped in training.
+        unroll: `lax.scan`'s unroll factor; True unrolls fully.
+        remat: recompute chunks of steps in the backward pass to save memory.
+        use_cudnn: Keras 3's argument: "auto" and False run the scan (jax.experimental.rnn
+            has no cuDNN GRU); True raises, saying so.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer`: `init(rng, input_shape)` and `apply(params, inputs, *, mask=None,
+        lengths=None, initial_state=None, training=False, rng=None)`.
+    """
+    config = dict(locals())
+    what = _what("GRU", name)
+    cell = gru_cell(
+        get_activation(activation, f"{what} activation"),
+        get_activation(recurrent_activation, f"{what} recurrent_activation"),
+        _checks.flag(reset_after, f"{what} reset_after"),
     )
+    return _recurrent_layer("GRU", cell, config)
+
+
+def SimpleRNN(
+    units: int,
+    *,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    go_backwards: bool = False,
+    use_bias: bool = True,
+    activation: str | Activation = "tanh",
+    kernel_initializer: str | Initializer = "glorot_uniform",
+    recurrent_initializer: str | Initializer = "orthogonal",
+    bias_initializer: str | Initializer = "zeros",
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    unroll: int | bool = 1,
+    remat: bool = False,
+    name: str | None = None,
+) -> Layer:
+    """A Keras 3 SimpleRNN layer: `h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)`.
+
+    Params are Keras's tree `{"kernel": (F, U), "recurrent_kernel": (U, U), "bias": (U,)}`.
+    `apply` takes `mask` (bool (B, T)) or `lengths` (int (B,)), and `initial_state` as `h`
+    or `(h,)`; with `return_state` it returns `(outputs, h)`.
+
+    Args:
+        units: the size U of the state and the output.
+        return_sequences: return every step's output (B, T, U), not only the last (B, U).
+        return_state: also return the final `h`.
+        go_backwards: read the time axis backwards (the sequence comes back in that order).
+        use_bias: add a bias (U,).
+        activation: a Keras name or a callable.
+        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or callables
+            `(key, shape, dtype) -> array`.
+        dropout: the fraction of the inputs dropped in training.
+        recurrent_dropout: the fraction of the state dropped in training.
+        unroll: `lax.scan`'s unroll factor; True unrolls fully.
+        remat: recompute chunks of steps in the backward pass to save memory.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer`: `init(rng, input_shape)` and `apply(params, inputs, *, mask=None,
+        lengths=None, initial_state=None, training=False, rng=None)`.
+    """
+    config = dict(locals())
+    cell = simple_rnn_cell(get_activation(activation, f"{_what('SimpleRNN', name)} activation"))
+    return _recurrent_layer("SimpleRNN", cell, config, per_gate_dropout=False)
+
+
+# The recurrent layers by type name: what Bidirectional wraps, and rebuilds reading backwards.
+RECURRENT: dict[str, Callable[..., Layer]] = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}
 
 
 def Dense(
@@ -420,7 +424,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
             return x
         if rng is None:
             raise ValueError(f"{what}: expected rng=<PRNG key> with training=True, got None")
-        return x * _scaled_keep(_checks.prng_key(rng, what), rate, x.shape, x.dtype)
+        return x * _recurrent.scaled_keep(_checks.prng_key(rng, what), rate, x.shape, x.dtype)
 
     return Layer(init, apply, "Dropout", name, {"rate": rate})
 

@@ -66,7 +66,8 @@ SMALL_FLOPS = 5e7
 
 
 class Signature(NamedTuple):
-    """What a form is chosen for: one scan's shapes and dtype."""
+    """What a form is chosen for: one scan's shapes, dtype and cell (by its gate count:
+    LSTM 4, GRU 3, SimpleRNN 1)."""
 
     directions: int
     batch: int
@@ -74,12 +75,13 @@ class Signature(NamedTuple):
     features: int
     units: int
     dtype: str
+    gates: int = 4
 
 
 def flops(signature: Signature) -> float:
     """The matmul FLOPs of one forward call of the signature."""
-    d, b, t, f, u, _ = signature
-    return 2.0 * d * b * t * (f + u) * 4 * u
+    d, b, t, f, u, _, g = signature
+    return 2.0 * d * b * t * (f + u) * g * u
 
 
 def tuning_steps(signature: Signature) -> int:
@@ -160,10 +162,13 @@ def default_form(kind: str, signature: Signature) -> str:
     return "cols" if large else "rows"
 
 
-def choose(kind: str, signature: Signature, candidate: Callable[[str], Candidate]) -> str:
+def choose(
+    kind: str, signature: Signature, candidate: Callable[[str], Candidate], forms: tuple[str, ...] | None = None
+) -> str:
     """The form of `kind` ("forward" or "backward") for `signature`: forced by the config,
-    the static rule with tuning off, else the remembered or newly measured fastest, where
-    `candidate(form)` is the function and dummy arguments that run that form."""
+    the static rule with tuning off, else the remembered or newly measured fastest of
+    `forms` (default `CANDIDATES[kind]`), where `candidate(form)` is the function and dummy
+    arguments that run that form."""
     forced = config.forward_form if kind == "forward" else config.backward_form
     if forced is not None:
         return forced
@@ -172,7 +177,10 @@ def choose(kind: str, signature: Signature, candidate: Callable[[str], Candidate
     key = cache_key(kind, signature)
     if key not in _memory:
         stored = _read_cache().get(key)
-        _memory[key] = Choice(stored, None) if stored in FORMS[kind] else _measure(kind, key, candidate)
+        if stored in FORMS[kind]:
+            _memory[key] = Choice(stored, None)
+        else:
+            _memory[key] = _measure(key, candidate, forms or CANDIDATES[kind])
     return _memory[key].form
 
 
@@ -183,9 +191,9 @@ class Candidate(NamedTuple):
     args: tuple[Any, ...]
 
 
-def _measure(kind: str, key: str, candidate: Callable[[str], Candidate]) -> Choice:
+def _measure(key: str, candidate: Callable[[str], Candidate], forms: tuple[str, ...]) -> Choice:
     with jax.ensure_compile_time_eval():  # run the candidates now, even inside a caller's trace
-        candidates = {form: candidate(form) for form in CANDIDATES[kind]}
+        candidates = {form: candidate(form) for form in forms}
         # XLA compiles outside the GIL: the candidates compile side by side.
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             compiled = dict(zip(candidates, pool.map(_compile, candidates.values())))
@@ -241,8 +249,8 @@ def cpu_model() -> str:
 
 def cache_key(kind: str, signature: Signature) -> str:
     """The cache file's key for a choice: the machine, the kind and the signature."""
-    d, b, t, f, u, dtype = signature
-    return f"{machine()}|{kind}|{dtype} D={d} B={b} T={t} F={f} U={u}"
+    d, b, t, f, u, dtype, g = signature
+    return f"{machine()}|{kind}|{dtype} D={d} B={b} T={t} F={f} U={u} G={g}"
 
 
 def cache_path() -> str:

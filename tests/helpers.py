@@ -9,9 +9,9 @@ def count_scan_traces(monkeypatch) -> list:
     traces = []
     real = scan._forward_form
 
-    def counting(signature):
+    def counting(signature, cell):
         traces.append(signature)
-        return real(signature)
+        return real(signature, cell)
 
     monkeypatch.setattr(scan, "_forward_form", counting)
     return traces

@@ -362,7 +362,7 @@ def test_arguments_are_checked():
         jlstm.LSTM(U, use_cudnn="yes")
     with pytest.raises(TypeError, match="cudnn_allow_tf32: expected True or False, got 'no'"):
         jlstm.LSTM(U, cudnn_allow_tf32="no")
-    with pytest.raises(TypeError, match="why_not: expected an LSTM or Bidirectional layer, got Dense"):
+    with pytest.raises(TypeError, match="why_not: expected a recurrent layer or a Bidirectional, got Dense"):
         cudnn.why_not(jlstm.Dense(3), {}, np.zeros((1, 2, 3)))
     inner = jlstm.LSTM(U, use_cudnn=False, cudnn_allow_tf32=True)
     assert jlstm.Bidirectional(inner).config["layer"].config["use_cudnn"] is False
@@ -381,3 +381,21 @@ def test_why_not(fake, rng):
     ]
     off = jlstm.LSTM(U, use_cudnn=False)
     assert cudnn.why_not(off, params, x) == ["expected use_cudnn 'auto' or True, got False"]
+
+
+@pytest.mark.parametrize("make", [jlstm.GRU, jlstm.SimpleRNN])
+def test_other_cells_run_the_scan_on_a_gpu(fake, rng, make):
+    """jax.experimental.rnn has cuDNN's LSTM only: a GRU or SimpleRNN scans, says why, and
+    a GRU with use_cudnn=True refuses."""
+    x, _ = data()
+    layer = jlstm.Bidirectional(make(U, return_sequences=True))
+    _, params = layer.init(rng, (None, T, F))
+    layer.apply(params, x, lengths=LENGTHS)
+    assert fake.count() == 0
+    reasons = cudnn.why_not(layer, params, x)
+    assert reasons[0].startswith("expected an LSTM (jax.experimental.rnn has cuDNN's LSTM only), got ")
+    if make is jlstm.GRU:
+        strict = jlstm.GRU(U, use_cudnn=True)
+        _, params = strict.init(rng, (None, T, F))
+        with pytest.raises(ValueError, match="use_cudnn=True but cuDNN cannot run this call: expected an LSTM"):
+            strict.apply(params, x)

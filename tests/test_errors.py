@@ -8,17 +8,26 @@ import pytest
 import jlstm
 
 SHAPE = (None, 6, 3)
+# Every recurrent layer gets the same bad-input suite: its constructor, its gate count and
+# how many state arrays it carries.
+KINDS = {"LSTM": (jlstm.LSTM, 4, 2), "GRU": (jlstm.GRU, 3, 1), "SimpleRNN": (jlstm.SimpleRNN, 1, 1)}
+
+
+@pytest.fixture(params=list(KINDS))
+def kind(request):
+    return request.param
 
 
 @pytest.fixture
-def lstm(rng):
-    layer = jlstm.LSTM(4)
+def lstm(rng, kind):
+    """A recurrent layer of each kind (named for the first), with its params."""
+    layer = KINDS[kind][0](4)
     return layer, layer.init(rng, SHAPE)[1]
 
 
 @pytest.fixture
-def bidi(rng):
-    layer = jlstm.Bidirectional(jlstm.LSTM(4))
+def bidi(rng, kind):
+    layer = jlstm.Bidirectional(KINDS[kind][0](4))
     return layer, layer.init(rng, SHAPE)[1]
 
 
@@ -33,11 +42,10 @@ X = np.zeros((2, 6, 3), np.float32)
         (np.zeros((2, 6, 5), np.float32), r"3 features.*got shape \(2, 6, 5\)"),
     ],
 )
-@pytest.mark.parametrize("which", ["lstm", "bidi"])
-def test_bad_inputs(which, x, match, request):
-    layer, params = request.getfixturevalue(which)
-    with pytest.raises(ValueError, match=match):
-        layer.apply(params, x)
+def test_bad_inputs(lstm, bidi, x, match):
+    for layer, params in (lstm, bidi):
+        with pytest.raises(ValueError, match=match):
+            layer.apply(params, x)
 
 
 def test_non_numeric_inputs(lstm):
@@ -62,25 +70,33 @@ def test_bad_masks(lstm, kwargs, match):
         layer.apply(params, X, **kwargs)
 
 
-@pytest.mark.parametrize(
-    "state,match",
-    [
-        ([np.zeros((2, 4))], "2 arrays, got list of 1"),
-        (np.zeros((2, 4)), "2 arrays, got ndarray"),
-        ([np.zeros((2, 4)), np.zeros((2, 5))], r"initial_state\[1\] of shape \(2, 4\), got \(2, 5\)"),
-        ([np.zeros((3, 4)), np.zeros((3, 4))], r"initial_state\[0\] of shape \(2, 4\), got \(3, 4\)"),
-    ],
-)
-def test_bad_initial_state(lstm, state, match):
+def test_bad_initial_state(lstm, kind):
     layer, params = lstm
-    with pytest.raises(ValueError, match=match):
-        layer.apply(params, X, initial_state=state)
+    n = KINDS[kind][2]
+    cases = [
+        ([np.zeros((2, 4))] * (n + 1), f"{n} arrays, got list of {n + 1}"),
+        (
+            [np.zeros((2, 4))] * (n - 1) + [np.zeros((2, 5))],
+            rf"initial_state\[{n - 1}\] of shape \(2, 4\), got \(2, 5\)",
+        ),
+        ([np.zeros((3, 4))] * n, r"initial_state\[0\] of shape \(2, 4\), got \(3, 4\)"),
+    ]
+    if n == 1:  # a single state may come bare, as Keras takes it
+        cases.append((np.zeros((2, 5)), r"initial_state\[0\] of shape \(2, 4\), got \(2, 5\)"))
+    else:
+        cases.append((np.zeros((2, 4)), f"{n} arrays, got ndarray"))
+    for state, match in cases:
+        with pytest.raises(ValueError, match=match):
+            layer.apply(params, X, initial_state=state)
 
 
-def test_bidirectional_wants_four_states(bidi):
+def test_bidirectional_wants_both_directions_states(bidi, kind):
     layer, params = bidi
-    with pytest.raises(ValueError, match="4 arrays, got list of 2"):
-        layer.apply(params, X, initial_state=[np.zeros((2, 4))] * 2)
+    n = 2 * KINDS[kind][2]
+    with pytest.raises(ValueError, match=f"{n} arrays, got list of 1"):
+        layer.apply(params, X, initial_state=[np.zeros((2, 4))])
+    with pytest.raises(ValueError, match=f"{n} arrays, got ndarray"):
+        layer.apply(params, X, initial_state=np.zeros((2, 4)))
 
 
 @pytest.mark.parametrize(
@@ -88,35 +104,39 @@ def test_bidirectional_wants_four_states(bidi):
     [(0, ValueError), (-3, ValueError), (2.5, TypeError), ("5", TypeError), (True, TypeError), (None, TypeError)],
 )
 def test_units_must_be_a_positive_int(units, error):
-    with pytest.raises(error, match="positive int"):
-        jlstm.LSTM(units)
-    with pytest.raises(error, match="positive int"):
-        jlstm.Dense(units)
+    for make in (jlstm.LSTM, jlstm.GRU, jlstm.SimpleRNN, jlstm.Dense):
+        with pytest.raises(error, match="positive int"):
+            make(units)
 
 
-def test_unknown_names():
+def test_unknown_names(kind):
+    make = KINDS[kind][0]
     with pytest.raises(ValueError, match=r"merge_mode: expected one of .*got 'max'"):
-        jlstm.Bidirectional(jlstm.LSTM(3), merge_mode="max")
-    with pytest.raises(ValueError, match="LSTM activation: expected one of .*'tanhh'"):
-        jlstm.LSTM(3, activation="tanhh")
-    with pytest.raises(ValueError, match="LSTM recurrent_activation: expected one of .*'tanhh'"):
-        jlstm.LSTM(3, recurrent_activation="tanhh")
-    with pytest.raises(ValueError, match="LSTM kernel_initializer: expected one of .*'glorot'"):
-        jlstm.LSTM(3, kernel_initializer="glorot")
+        jlstm.Bidirectional(make(3), merge_mode="max")
+    with pytest.raises(ValueError, match=f"{kind} activation: expected one of .*'tanhh'"):
+        make(3, activation="tanhh")
+    if kind != "SimpleRNN":
+        with pytest.raises(ValueError, match=f"{kind} recurrent_activation: expected one of .*'tanhh'"):
+            make(3, recurrent_activation="tanhh")
+    with pytest.raises(ValueError, match=f"{kind} kernel_initializer: expected one of .*'glorot'"):
+        make(3, kernel_initializer="glorot")
     with pytest.raises(ValueError, match="Dense activation: expected one of .*'soft_max'"):
         jlstm.Dense(3, "soft_max")
     with pytest.raises(ValueError, match="dropout.*got 1.5"):
-        jlstm.LSTM(3, dropout=1.5)
-    with pytest.raises(TypeError, match="expected a jlstm LSTM layer, got Dense"):
+        make(3, dropout=1.5)
+    with pytest.raises(TypeError, match=r"expected a jlstm recurrent layer \(LSTM, GRU, SimpleRNN\), got Dense"):
         jlstm.Bidirectional(jlstm.Dense(3))
     with pytest.raises(ValueError, match="different go_backwards"):
-        jlstm.Bidirectional(jlstm.LSTM(3, go_backwards=True))
+        jlstm.Bidirectional(make(3, go_backwards=True))
     with pytest.raises(ValueError, match="same return_sequences"):
-        jlstm.Bidirectional(jlstm.LSTM(3), backward_layer=jlstm.LSTM(3, go_backwards=True, return_sequences=True))
+        jlstm.Bidirectional(make(3), backward_layer=make(3, go_backwards=True, return_sequences=True))
+    with pytest.raises(TypeError, match=f"{kind} go_backwards: expected True or False, got 1"):
+        make(3, go_backwards=1)
 
 
-def test_params_of_the_wrong_layer(lstm, bidi, rng):
+def test_params_of_the_wrong_layer(lstm, bidi, rng, kind):
     layer, params = lstm
+    make, gates, _ = KINDS[kind]
     _, bidi_params = bidi
     with pytest.raises(
         ValueError, match=r"keys \['bias', 'kernel', 'recurrent_kernel'\], got \['backward', 'forward'\]"
@@ -124,13 +144,13 @@ def test_params_of_the_wrong_layer(lstm, bidi, rng):
         layer.apply(bidi_params, X)
     with pytest.raises(ValueError, match=r"keys \['backward', 'forward'\]"):
         bidi[0].apply(params, X)
-    _, wide = jlstm.LSTM(6).init(rng, SHAPE)
-    with pytest.raises(ValueError, match=r"params\['kernel'\] of shape \(\?, 16\), got \(3, 24\)"):
+    _, wide = make(6).init(rng, SHAPE)
+    with pytest.raises(ValueError, match=rf"params\['kernel'\] of shape \(\?, {4 * gates}\), got \(3, {6 * gates}\)"):
         layer.apply(wide, X)
     with pytest.raises(TypeError, match="dict"):
         layer.apply([params], X)
-    _, other = jlstm.LSTM(4).init(rng, (None, 6, 5))
-    with pytest.raises(ValueError, match=r"params\['kernel'\] of shape \(3, 16\), got \(5, 16\)"):
+    _, other = make(4).init(rng, (None, 6, 5))
+    with pytest.raises(ValueError, match=rf"params\['kernel'\] of shape \(3, {4 * gates}\), got \(5, {4 * gates}\)"):
         bidi[0].apply({"forward": params, "backward": other}, X)
     stack = jlstm.Sequential([jlstm.LSTM(4)])
     with pytest.raises(ValueError, match="tuple of 1, got dict"):
@@ -146,17 +166,28 @@ def test_params_of_the_wrong_layer(lstm, bidi, rng):
         (5, TypeError, "input_shape"),
     ],
 )
-def test_bad_input_shapes(shape, error, match, rng):
+def test_bad_input_shapes(shape, error, match, rng, kind):
+    make = KINDS[kind][0]
     with pytest.raises(error, match=match):
-        jlstm.LSTM(4).init(rng, shape)
+        make(4).init(rng, shape)
     with pytest.raises(error, match=match):
-        jlstm.count_params(jlstm.Bidirectional(jlstm.LSTM(4)), shape)
+        jlstm.count_params(jlstm.Bidirectional(make(4)), shape)
 
 
 def test_errors_come_before_jax_under_jit(lstm):
     layer, params = lstm
     with pytest.raises(ValueError, match="3 features"):
         jax.jit(layer.apply)(params, jnp.zeros((2, 6, 4)))
+
+
+def test_gru_bias_layout(rng):
+    _, params = jlstm.GRU(4).init(rng, SHAPE)
+    with pytest.raises(ValueError, match=r"params\['bias'\] of shape \(12,\), got \(2, 12\)"):
+        jlstm.GRU(4, reset_after=False).apply(params, X)
+    with pytest.raises(TypeError, match="GRU reset_after: expected True or False"):
+        jlstm.GRU(4, reset_after="yes")
+    with pytest.raises(ValueError, match="use_cudnn: expected 'auto', True or False, got 1"):
+        jlstm.GRU(4, use_cudnn=1)
 
 
 def test_more_bad_inputs(lstm, rng):
@@ -193,14 +224,22 @@ def test_bidirectional_with_a_wider_backward_layer(rng):
     assert layer.apply(params, X).shape == (2, 6, 10)
 
 
-def test_step_and_rng_checks(lstm):
+def step(kind, params, state, x_t):
+    if kind == "LSTM":
+        return jlstm.lstm_step(params, state, x_t)
+    return (jlstm.gru_step if kind == "GRU" else jlstm.simple_rnn_step)(params, state[0], x_t)
+
+
+def test_step_and_rng_checks(lstm, kind):
     layer, params = lstm
-    state = (np.zeros((2, 4)), np.zeros((2, 4)))
+    n = KINDS[kind][2]
     with pytest.raises(ValueError, match=r"x_t of shape \(batch, 3\), got \(2, 5\)"):
-        jlstm.lstm_step(params, state, np.zeros((2, 5)))
-    with pytest.raises(ValueError, match=r"initial_state\[1\] of shape \(2, 4\), got \(2, 3\)"):
-        jlstm.lstm_step(params, (np.zeros((2, 4)), np.zeros((2, 3))), np.zeros((2, 3)))
-    dropped = jlstm.LSTM(4, dropout=0.5)
+        step(kind, params, (np.zeros((2, 4)),) * n, np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=rf"initial_state\[{n - 1}\] of shape \(2, 4\), got \(2, 3\)"):
+        step(kind, params, (np.zeros((2, 4)),) * (n - 1) + (np.zeros((2, 3)),), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"params\['kernel'\] of shape"):
+        step("LSTM" if kind != "LSTM" else "GRU", params, (np.zeros((2, 4)),) * 2, np.zeros((2, 3)))
+    dropped = KINDS[kind][0](4, dropout=0.5)
     with pytest.raises(TypeError, match="PRNG key"):
         dropped.apply(params, X, training=True, rng=7)
     with pytest.raises(TypeError, match="PRNG key"):

@@ -65,48 +65,118 @@ def assert_all_close(ours, theirs):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-@functools.cache
-def lstm_pair(return_sequences, return_state, go_backwards):
-    """A jlstm LSTM, its params, and a Keras LSTM holding the same weights (built once)."""
-    cfg = dict(return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards)
-    layer = jlstm.LSTM(U, **cfg)
-    _, params = layer.init(jax.random.key(0), (None, T, F))
-    return layer, params, keras_layer(keras.layers.LSTM(U, **cfg), params)
+# Each recurrent layer against its Keras twin: (jlstm constructor, Keras class, options, states).
+KINDS = {
+    "LSTM": (jlstm.LSTM, keras.layers.LSTM, {}, 2),
+    "GRU": (jlstm.GRU, keras.layers.GRU, {}, 1),
+    "GRU-v1": (jlstm.GRU, keras.layers.GRU, {"reset_after": False}, 1),
+    "SimpleRNN": (jlstm.SimpleRNN, keras.layers.SimpleRNN, {}, 1),
+}
 
 
 @functools.cache
-def bidirectional_pair(merge_mode, return_sequences, return_state):
-    cfg = dict(return_sequences=return_sequences, return_state=return_state)
-    layer = jlstm.Bidirectional(jlstm.LSTM(U, **cfg), merge_mode=merge_mode)
+def recurrent_pair(kind, return_sequences, return_state, go_backwards):
+    """A jlstm layer, its params, and a Keras layer holding the same weights (built once)."""
+    ours, theirs, options, _ = KINDS[kind]
+    cfg = dict(return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards, **options)
+    layer = ours(U, **cfg)
     _, params = layer.init(jax.random.key(0), (None, T, F))
-    klayer = keras.layers.Bidirectional(keras.layers.LSTM(U, **cfg), merge_mode=merge_mode)
+    return layer, params, keras_layer(theirs(U, **cfg), params)
+
+
+@functools.cache
+def bidirectional_pair(kind, merge_mode, return_sequences, return_state):
+    ours, theirs, options, _ = KINDS[kind]
+    cfg = dict(return_sequences=return_sequences, return_state=return_state, **options)
+    layer = jlstm.Bidirectional(ours(U, **cfg), merge_mode=merge_mode)
+    _, params = layer.init(jax.random.key(0), (None, T, F))
+    klayer = keras.layers.Bidirectional(theirs(U, **cfg), merge_mode=merge_mode)
     return layer, params, keras_layer(klayer, params)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "return_sequences,return_state,go_backwards,mask_kind,with_state",
     list(itertools.product([False, True], [False, True], [False, True], MASKS, [False, True])),
 )
-def test_lstm_matches_keras(return_sequences, return_state, go_backwards, mask_kind, with_state):
-    layer, params, klayer = lstm_pair(return_sequences, return_state, go_backwards)
+def test_recurrent_matches_keras(kind, return_sequences, return_state, go_backwards, mask_kind, with_state):
+    layer, params, klayer = recurrent_pair(kind, return_sequences, return_state, go_backwards)
     x, states = data()
     mask = make_mask(mask_kind)
-    init = states[:2] if with_state else None
+    init = states[: KINDS[kind][3]] if with_state else None
     ours = as_list(layer.apply(params, x, mask=mask, initial_state=init))
     assert_all_close(ours, run_keras(klayer, x, mask, init))
+
+
+def bidirectional_grid(kind):
+    """Every merge mode, output, mask and state for the LSTM; for the other cells the same
+    without the two mask kinds whose padding the LSTM's grid already covers."""
+    masks = MASKS if kind == "LSTM" else ("none", "holes")
+    grid = itertools.product(["concat", "sum", "mul", "ave", None], [False, True], [False, True], masks, [False, True])
+    return [(kind, *case) for case in grid]
 
 
 @pytest.mark.parametrize(
-    "merge_mode,return_sequences,return_state,mask_kind,with_state",
-    list(itertools.product(["concat", "sum", "mul", "ave", None], [False, True], [False, True], MASKS, [False, True])),
+    "kind,merge_mode,return_sequences,return_state,mask_kind,with_state",
+    [case for kind in KINDS for case in bidirectional_grid(kind)],
 )
-def test_bidirectional_matches_keras(merge_mode, return_sequences, return_state, mask_kind, with_state):
-    layer, params, klayer = bidirectional_pair(merge_mode, return_sequences, return_state)
+def test_bidirectional_matches_keras(kind, merge_mode, return_sequences, return_state, mask_kind, with_state):
+    layer, params, klayer = bidirectional_pair(kind, merge_mode, return_sequences, return_state)
     x, states = data(1)
     mask = make_mask(mask_kind)
-    init = states if with_state else None
+    init = states[: 2 * KINDS[kind][3]] if with_state else None
     ours = as_list(layer.apply(params, x, mask=mask, initial_state=init))
     assert_all_close(ours, run_keras(klayer, x, mask, init))
+
+
+def keras_gradients(klayer, x, mask, initial_state):
+    """Gradients of sum(sin(outputs)) w.r.t. Keras's trainable weights and the inputs."""
+
+    def loss(weights, x):
+        kwargs = {"mask": mask} if mask is not None else {}
+        if initial_state is not None:
+            kwargs["initial_state"] = list(initial_state)
+        outs, _ = klayer.stateless_call(weights, others, x, **kwargs)
+        return sum(jax.numpy.sum(jax.numpy.sin(o)) for o in jax.tree.leaves(outs))
+
+    weights = [v.value for v in klayer.trainable_variables]
+    others = [v.value for v in klayer.non_trainable_variables]
+    return jax.grad(loss, argnums=(0, 1))(weights, x)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("mask_kind", ["none", "holes"])
+def test_gradients_match_keras(kind, bidirectional, mask_kind):
+    cfg = (True, True) if bidirectional else (True, True, True)  # return_sequences, return_state (go_backwards)
+    layer, params, klayer = bidirectional_pair(kind, "concat", *cfg) if bidirectional else recurrent_pair(kind, *cfg)
+    x, states = data(2)
+    mask = make_mask(mask_kind)
+    init = tuple(states[: KINDS[kind][3] * (2 if bidirectional else 1)])
+
+    def loss(params, x):
+        outs = layer.apply(params, x, mask=mask, initial_state=init)
+        return sum(jax.numpy.sum(jax.numpy.sin(o)) for o in jax.tree.leaves(outs))
+
+    d_params, d_x = jax.grad(loss, argnums=(0, 1))(params, x)
+    k_weights, k_x = keras_gradients(klayer, x, mask, init)
+    assert_all_close(keras_weights(d_params) + [d_x], [np.asarray(w) for w in k_weights] + [k_x])
+
+
+@pytest.mark.parametrize("kind", ["GRU", "GRU-v1", "SimpleRNN"])
+@pytest.mark.parametrize("use_bias", [False, True])
+@pytest.mark.parametrize("activation,recurrent_activation", [("relu", "hard_sigmoid"), ("tanh", "sigmoid")])
+def test_other_cells_options_match_keras(kind, use_bias, activation, recurrent_activation, rng):
+    ours, theirs, options, _ = KINDS[kind]
+    cfg = dict(return_sequences=True, use_bias=use_bias, activation=activation, **options)
+    if kind != "SimpleRNN":
+        cfg["recurrent_activation"] = recurrent_activation
+    layer = ours(U, **cfg)
+    _, params = layer.init(rng, (None, T, F))
+    if use_bias:  # nonzero biases, so that the input and recurrent rows are told apart
+        params["bias"] = jax.random.normal(jax.random.key(5), params["bias"].shape)
+    x, _ = data(2)
+    assert_all_close(as_list(layer.apply(params, x)), run_keras(keras_layer(theirs(U, **cfg), params), x, None, None))
 
 
 @pytest.mark.parametrize("use_bias,unit_forget_bias", [(False, True), (True, False)])
@@ -125,6 +195,22 @@ def test_options_match_keras(use_bias, unit_forget_bias, activation, recurrent_a
     ours = as_list(layer.apply(params, x))
     theirs = run_keras(keras_layer(keras.layers.LSTM(U, **cfg), params), x, None, None)
     assert_all_close(ours, theirs)
+
+
+def test_mixed_cells_in_a_bidirectional_match_keras(rng):
+    fwd = jlstm.GRU(U, return_sequences=True)
+    bwd = jlstm.LSTM(4, return_sequences=True, go_backwards=True)
+    layer = jlstm.Bidirectional(fwd, backward_layer=bwd)
+    _, params = layer.init(rng, (None, T, F))
+    x, states = data(3)
+    mask = make_mask("holes")
+    init = [states[0], states[1][:, :4], states[2][:, :4]]
+    ours = as_list(layer.apply(params, x, mask=mask, initial_state=init))
+    klayer = keras.layers.Bidirectional(
+        keras.layers.GRU(U, return_sequences=True),
+        backward_layer=keras.layers.LSTM(4, return_sequences=True, go_backwards=True),
+    )
+    assert_all_close(ours, run_keras(keras_layer(klayer, params), x, mask, init))
 
 
 def test_custom_backward_layer_matches_keras(rng):

@@ -5,46 +5,55 @@ import numpy as np
 import pytest
 
 import jlstm
-from jlstm.layers import dropout_masks, lstm_spec
+from jlstm._recurrent import dropout_masks
 
 keras = pytest.importorskip("keras")
 
 B, T, F, U = 3, 6, 4, 5
+KINDS = {
+    "LSTM": (jlstm.LSTM, keras.layers.LSTM, {}),
+    "GRU": (jlstm.GRU, keras.layers.GRU, {}),
+    "GRU-v1": (jlstm.GRU, keras.layers.GRU, {"reset_after": False}),
+    "SimpleRNN": (jlstm.SimpleRNN, keras.layers.SimpleRNN, {}),
+}
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dropout,recurrent_dropout", [(0.4, 0.0), (0.0, 0.3), (0.4, 0.3)])
-def test_dropout_matches_keras_with_the_same_masks(dropout, recurrent_dropout, rng):
-    cfg = dict(return_sequences=True, dropout=dropout, recurrent_dropout=recurrent_dropout)
-    layer = jlstm.LSTM(U, **cfg)
+def test_dropout_matches_keras_with_the_same_masks(kind, dropout, recurrent_dropout, rng):
+    ours, theirs, options = KINDS[kind]
+    cfg = dict(return_sequences=True, dropout=dropout, recurrent_dropout=recurrent_dropout, **options)
+    layer = ours(U, **cfg)
     _, params = layer.init(rng, (None, T, F))
     x = np.random.default_rng(0).normal(size=(B, T, F)).astype(np.float32)
     key = jax.random.key(7)
-    ours = layer.apply(params, x, training=True, rng=key)
+    out = layer.apply(params, x, training=True, rng=key)
 
     # The masks our apply drew (one direction: the first of the split keys), handed to Keras's cell.
-    inputs_mask, recurrent_mask = dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0], B, F, np.float32)
-    klayer = keras.layers.LSTM(U, **cfg)
+    masks = dropout_masks(layer.spec, jax.random.split(key, 1)[0], B, F, np.float32)
+    klayer = theirs(U, **cfg)
     klayer.build((None, T, F))
     klayer.set_weights([np.asarray(params[k]) for k in ("kernel", "recurrent_kernel", "bias")])
-    per_gate = recurrent_dropout > 0
-    if inputs_mask is not None:
-        klayer.cell._dropout_mask = list(inputs_mask) if per_gate else inputs_mask[0]
-    if recurrent_mask is not None:
-        klayer.cell._recurrent_dropout_mask = list(recurrent_mask)
-    theirs = klayer(x, training=True)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    per_gate = recurrent_dropout > 0 and layer.spec.per_gate_dropout
+    if masks.inputs is not None:
+        klayer.cell._dropout_mask = list(masks.inputs) if per_gate else masks.inputs[0]
+    if masks.recurrent is not None:
+        klayer.cell._recurrent_dropout_mask = list(masks.recurrent) if per_gate else masks.recurrent[0]
+    np.testing.assert_allclose(out, klayer(x, training=True), atol=1e-5)
 
 
-def test_dropout_masks_are_shared_across_timesteps(rng):
-    layer = jlstm.LSTM(U, return_sequences=True, dropout=0.5)
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_masks_are_shared_across_timesteps(kind, rng):
+    ours, _, options = KINDS[kind]
+    layer = ours(U, return_sequences=True, dropout=0.5, **options)
     _, params = layer.init(rng, (None, T, F))
     # Identical timesteps give identical gate inputs only if the same input mask is reused.
     x = np.repeat(np.random.default_rng(1).normal(size=(B, 1, F)).astype(np.float32), T, axis=1)
     key = jax.random.key(3)
-    masked_x = x * dropout_masks(lstm_spec(layer.config), jax.random.split(key, 1)[0], B, F, np.float32)[0][0][:, None]
+    masked_x = x * dropout_masks(layer.spec, jax.random.split(key, 1)[0], B, F, np.float32).inputs[0][:, None]
     np.testing.assert_allclose(
         layer.apply(params, x, training=True, rng=key),
-        jlstm.LSTM(U, return_sequences=True).apply(params, masked_x),
+        ours(U, return_sequences=True, **options).apply(params, masked_x),
         atol=1e-6,
     )
 

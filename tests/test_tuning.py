@@ -44,12 +44,20 @@ def data(seed=0):
 
 
 def layers(activation="tanh"):
-    lstm = jlstm.LSTM(U, return_sequences=True, return_state=True, activation=activation)
+    cfg = dict(return_sequences=True, return_state=True)
+    lstm = jlstm.LSTM(U, activation=activation, **cfg)
+    gru = jlstm.GRU(U, activation=activation, **cfg)
     return {
         "lstm": lstm,
-        "backwards": jlstm.LSTM(U, return_sequences=True, return_state=True, go_backwards=True),
+        "backwards": jlstm.LSTM(U, go_backwards=True, **cfg),
         "bidirectional": jlstm.Bidirectional(lstm),
+        "gru": gru,
+        "gru-bidirectional": jlstm.Bidirectional(gru),
+        "simple_rnn-backwards": jlstm.SimpleRNN(U, go_backwards=True, activation=activation, **cfg),
     }
+
+
+STATES = {"lstm": 2, "backwards": 2, "bidirectional": 4, "gru": 1, "gru-bidirectional": 2, "simple_rnn-backwards": 1}
 
 
 def outputs_and_grads(layer, n_states):
@@ -72,10 +80,11 @@ def assert_trees_close(a, b, atol=1e-5):
 
 def results_with(forward, backward, kind, activation="tanh"):
     jlstm.config.update(forward_form=forward, backward_form=backward)
-    return outputs_and_grads(layers(activation)[kind], 4 if kind == "bidirectional" else 2)
+    return outputs_and_grads(layers(activation)[kind], STATES[kind])
 
 
-@pytest.mark.parametrize("kind", ["backwards", "bidirectional"])  # both read forwards and backwards
+# both read forwards and backwards; every cell
+@pytest.mark.parametrize("kind", ["backwards", "bidirectional", "gru-bidirectional", "simple_rnn-backwards"])
 def test_every_forward_form_gives_the_same_results(kind):
     reference = results_with("rows-fused", "rows", kind)
     for form in tuning.FORWARD_FORMS[1:]:
@@ -83,7 +92,17 @@ def test_every_forward_form_gives_the_same_results(kind):
 
 
 # tanh/sigmoid take the hand-written VJP, other activations jax.vjp's
-@pytest.mark.parametrize("kind, activation", [("lstm", "relu"), ("bidirectional", "tanh")])
+@pytest.mark.parametrize(
+    "kind, activation",
+    [
+        ("lstm", "relu"),
+        ("bidirectional", "tanh"),
+        ("gru", "relu"),
+        ("gru-bidirectional", "tanh"),
+        ("simple_rnn-backwards", "tanh"),
+        ("simple_rnn-backwards", "relu"),
+    ],
+)
 def test_every_backward_form_gives_the_same_results(kind, activation):
     reference = results_with("rows-fused", "rows", kind, activation)
     for forward, backward in [
@@ -111,13 +130,13 @@ def test_forms_give_the_same_results_with_remat_and_return_state_only():
 def spy_forms(monkeypatch):
     """Records the forward form of every scan traced from now on."""
     seen = []
-    real = scan._lstm_scan
+    real = scan._stacked_scan
 
     def recording(*args, statics, **kwargs):
         seen.append(statics.form)
         return real(*args, statics=statics, **kwargs)
 
-    monkeypatch.setattr(scan, "_lstm_scan", recording)
+    monkeypatch.setattr(scan, "_stacked_scan", recording)
     return seen
 
 

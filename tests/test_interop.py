@@ -7,6 +7,7 @@ import pytest
 
 import jlstm
 from jlstm import interop
+from jlstm.interop._common import _leaf_params
 
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
@@ -344,7 +345,7 @@ def test_to_torch_round_trip(make):
     close(layer.apply(params, x), torch_out(module.eval(), x))
     back, back_params = interop.from_torch(module)
     assert back.type_name == layer.type_name
-    flat = tuple(interop._leaf_params(layer, params)) if layer.type_name == "Sequential" else params
+    flat = tuple(_leaf_params(layer, params)) if layer.type_name == "Sequential" else params
     jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, flat)
 
 

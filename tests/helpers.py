@@ -1,5 +1,7 @@
 """Helpers shared by the test modules."""
 
+import numpy as np
+
 from jlstm import scan
 
 
@@ -15,3 +17,24 @@ def count_scan_traces(monkeypatch) -> list:
 
     monkeypatch.setattr(scan, "_forward_form", counting)
     return traces
+
+
+# The interop tests' sizes: batch, timesteps, features, units.
+B, T, F, U = 3, 6, 4, 5
+
+
+def data(seed=0, batch=B):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(batch, T, F)).astype(np.float32)
+
+
+def as_list(out):
+    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def close(ours, theirs, atol=1e-5):
+    ours, theirs = as_list(ours), as_list(theirs)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)

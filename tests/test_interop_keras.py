@@ -1,26 +1,18 @@
-"""Weights in and out against the real libraries: Keras 3 (JAX backend), PyTorch, Flax."""
+"""Weights in and out against Keras 3 (JAX backend): from_keras and to_keras."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import B, F, T, U, close, data
 
 import jlstm
 from jlstm import interop
 
 keras = pytest.importorskip("keras")
-torch = pytest.importorskip("torch")
-nn = pytest.importorskip("flax.linen")
-
-B, T, F, U = 3, 6, 4, 5
 
 # Keras's own get_weights/set_weights trigger NumPy 2's __array__(copy=) deprecation.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-
-
-def data(seed=0, batch=B):
-    r = np.random.default_rng(seed)
-    return r.normal(size=(batch, T, F)).astype(np.float32)
 
 
 def padded(seed=0):
@@ -31,26 +23,11 @@ def padded(seed=0):
     return x
 
 
-def as_list(out):
-    return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
-
-
-def close(ours, theirs, atol=1e-5):
-    ours, theirs = as_list(ours), as_list(theirs)
-    assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
-
-
 def randomize(kmodel, seed=0):
     """Non-trivial weights everywhere (Keras initialises biases to zeros)."""
     r = np.random.default_rng(seed)
     kmodel.set_weights([r.normal(scale=0.5, size=w.shape).astype(np.float32) for w in kmodel.get_weights()])
     return kmodel
-
-
-# ---------------------------------------------------------------------------- Keras
 
 
 def keras_stack():
@@ -259,198 +236,3 @@ def test_to_keras_rejects_what_keras_cannot_name():
     good = jlstm.LSTM(U)
     with pytest.raises(ValueError, match=r"expected params\['recurrent_kernel'\] of shape \(5, 20\), got \(4, 20\)"):
         interop.to_keras(good, {**params, "recurrent_kernel": jnp.zeros((4, 20))})
-
-
-# ---------------------------------------------------------------------------- PyTorch
-
-
-def torch_out(module, x):
-    with torch.no_grad():
-        xt = torch.from_numpy(x if module.batch_first else np.swapaxes(x, 0, 1).copy())
-        y = module(xt)[0].numpy()
-    return y if module.batch_first else np.swapaxes(y, 0, 1)
-
-
-@pytest.mark.parametrize(
-    "num_layers,bidirectional,batch_first,bias",
-    [(1, True, False, True), (2, False, True, False), (3, True, True, True)],
-)
-def test_from_torch_matches(num_layers, bidirectional, batch_first, bias):
-    torch.manual_seed(0)
-    module = torch.nn.LSTM(
-        F, U, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias
-    ).eval()
-    layer, params = interop.from_torch(module)
-    x = data(5)
-    close(layer.apply(params, x), torch_out(module, x))
-    lstms = [layer] if num_layers == 1 else list(layer.sublayers)
-    assert [sub.type_name for sub in lstms] == ["Bidirectional" if bidirectional else "LSTM"] * num_layers
-
-
-def test_from_torch_counts_one_bias():
-    module = torch.nn.LSTM(3, 5)  # the seed layer: 200 torch params, 180 Keras ones
-    _, params = interop.from_torch(module)
-    assert sum(p.numel() for p in module.parameters()) == 200 and jlstm.count_params(params) == 180
-    deep = torch.nn.LSTM(F, U, num_layers=2, bidirectional=True)
-    _, params = interop.from_torch(deep)
-    folded = 4 * U * deep.num_layers * 2  # bias_hh, per layer and direction
-    assert sum(p.numel() for p in deep.parameters()) - folded == jlstm.count_params(params)
-
-
-def test_from_torch_dropout_between_layers():
-    module = torch.nn.LSTM(F, U, num_layers=3, dropout=0.25, batch_first=True).eval()
-    layer, params = interop.from_torch(module)
-    kinds = [sub.type_name for sub in layer.sublayers]
-    assert kinds == ["LSTM", "Dropout", "LSTM", "Dropout", "LSTM"]
-    assert layer.sublayers[1].config["rate"] == 0.25
-    x = data(6)
-    close(layer.apply(params, x), torch_out(module, x))
-    trained = layer.apply(params, x, training=True, rng=jax.random.key(0))
-    assert not np.allclose(trained, layer.apply(params, x))
-
-
-def test_from_torch_rejects_unsupported():
-    with pytest.raises(ValueError, match="proj_size=2 is not supported"):
-        interop.from_torch(torch.nn.LSTM(F, U, proj_size=2))
-    with pytest.raises(TypeError, match="expected a torch.nn.LSTM, got GRU"):
-        interop.from_torch(torch.nn.GRU(F, U))
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: jlstm.LSTM(U, return_sequences=True, use_bias=False),
-        lambda: jlstm.Sequential(
-            [
-                jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)),
-                jlstm.Dropout(0.1),
-                jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True)),
-            ]
-        ),
-        lambda: jlstm.Sequential(
-            [jlstm.LSTM(U, return_sequences=True), jlstm.Sequential([jlstm.LSTM(U, return_sequences=True)])]
-        ),
-    ],
-    ids=["lstm", "bi-stack", "nested"],
-)
-def test_to_torch_round_trip(make):
-    layer = make()
-    _, params = layer.init(jax.random.key(7), (None, T, F))
-    module = interop.to_torch(layer, params)
-    assert module.batch_first and all(
-        torch.count_nonzero(v) == 0 for k, v in module.state_dict().items() if k.startswith("bias_hh")
-    )
-    x = data(8)
-    close(layer.apply(params, x), torch_out(module.eval(), x))
-    back, back_params = interop.from_torch(module)
-    assert back.type_name == layer.type_name
-    flat = tuple(interop._leaf_params(layer, params)) if layer.type_name == "Sequential" else params
-    jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, flat)
-
-
-def test_to_torch_last_state_is_h_n():
-    layer = jlstm.LSTM(U)
-    _, params = layer.init(jax.random.key(9), (None, T, F))
-    module = interop.to_torch(layer, params)
-    with torch.no_grad():
-        h_n = module(torch.from_numpy(data(9)))[1][0][-1].numpy()
-    close(layer.apply(params, data(9)), h_n)
-
-
-@pytest.mark.parametrize(
-    "make,error,message",
-    [
-        (lambda: jlstm.LSTM(U, activation="relu"), ValueError, "needs LSTM activation='tanh', got 'relu'"),
-        (lambda: jlstm.LSTM(U, go_backwards=True), ValueError, "go_backwards=False, got True"),
-        (lambda: jlstm.LSTM(U, dropout=0.1), ValueError, "dropout=0.0, got 0.1"),
-        (lambda: jlstm.Bidirectional(jlstm.LSTM(U), merge_mode="sum"), ValueError, "merge_mode='concat'"),
-        (lambda: jlstm.Sequential([jlstm.LSTM(U, return_sequences=True), jlstm.LSTM(3)]), ValueError, "units=5, got 3"),
-        (lambda: jlstm.Sequential([jlstm.LSTM(U), jlstm.Dense(1)]), TypeError, "nn.LSTM has no Dense"),
-        (lambda: jlstm.Sequential([jlstm.Dropout(0.1), jlstm.LSTM(U)]), ValueError, "between every two"),
-    ],
-)
-def test_to_torch_rejects_what_nn_lstm_cannot_hold(make, error, message):
-    layer = make()
-    _, params = layer.init(jax.random.key(0), (None, T, F))
-    with pytest.raises(error, match=message):
-        interop.to_torch(layer, params)
-
-
-# ---------------------------------------------------------------------------- Flax
-
-
-@pytest.mark.parametrize("cell_type,reverse", [("LSTMCell", False), ("OptimizedLSTMCell", True)])
-def test_from_flax_rnn_matches(cell_type, reverse):
-    rnn = nn.RNN(getattr(nn, cell_type)(U), reverse=reverse)
-    x = data(10)
-    variables = rnn.init(jax.random.key(0), x)
-    variables = jax.tree_util.tree_map(lambda p: p + 0.1, variables)  # non-zero biases
-    layer, params = interop.from_flax(rnn, variables)
-    assert layer.config["go_backwards"] is reverse
-    close(layer.apply(params, x), rnn.apply(variables, x))
-
-
-def test_from_flax_cell_with_its_own_gates():
-    cell = nn.LSTMCell(U, gate_fn=jax.nn.hard_sigmoid, activation_fn=jax.nn.relu)
-    rnn = nn.RNN(cell)
-    x = data(11)
-    variables = rnn.init(jax.random.key(1), x)
-    layer, params = interop.from_flax(cell, variables["params"]["cell"])
-    assert layer.type_name == "LSTM" and jlstm.count_params(params) == jlstm.count_params(variables)
-    close(layer.apply(params, x), rnn.apply(variables, x))
-
-
-def test_from_flax_bidirectional_matches():
-    bi = nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell(U)), nn.RNN(nn.LSTMCell(3)))
-    x = data(12)
-    variables = bi.init(jax.random.key(2), x)
-    layer, params = interop.from_flax(bi, variables)
-    assert layer.type_name == "Bidirectional"
-    close(layer.apply(params, x), bi.apply(variables, x))
-
-
-def test_from_flax_rejects_unsupported():
-    x = data(13)
-    gru = nn.RNN(nn.GRUCell(U))
-    with pytest.raises(TypeError, match="got GRUCell"):
-        interop.from_flax(gru, gru.init(jax.random.key(0), x))
-    kept = nn.RNN(nn.LSTMCell(U), reverse=True, keep_order=True)
-    with pytest.raises(ValueError, match="keep_order=True"):
-        interop.from_flax(kept, kept.init(jax.random.key(0), x))
-    rnn = nn.RNN(nn.LSTMCell(U))
-    p = rnn.init(jax.random.key(0), x)["params"]
-    with pytest.raises(ValueError, match=r"expected params with keys \['hf', .*got \['hf'"):
-        interop.from_flax(rnn, {"cell": {k: v for k, v in p["cell"].items() if k != "ii"}})
-
-
-class FlaxModel(nn.Module):
-    layer: jlstm.Layer
-
-    @nn.compact
-    def __call__(self, x, training=False):
-        return nn.Dense(2)(interop.FlaxLayer(self.layer)(x, training=training))
-
-
-def test_flax_layer_in_a_flax_model():
-    layer = jlstm.Sequential([jlstm.LSTM(3, dropout=0.5)])
-    model = FlaxModel(layer)
-    x = data(14)
-    variables = model.init(jax.random.key(0), x)
-    inner = variables["params"]["FlaxLayer_0"]["jlstm"]
-    assert isinstance(inner, tuple) and jlstm.count_params(inner) == jlstm.count_params(layer, (None, T, F))
-    dense = variables["params"]["Dense_0"]
-    expected = layer.apply(inner, x) @ dense["kernel"] + dense["bias"]
-    close(jax.jit(model.apply)(variables, x), expected)
-    trained = model.apply(variables, x, training=True, rngs={"dropout": jax.random.key(1)})
-    assert trained.shape == (B, 2) and not np.allclose(trained, expected)
-    grads = jax.grad(lambda v: jnp.sum(model.apply(v, x) ** 2))(variables)
-    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(variables)
-
-
-def test_interop_does_not_import_the_other_libraries():
-    import subprocess
-    import sys
-
-    code = "import sys, jlstm; print(sorted(m for m in ('torch', 'flax', 'keras') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

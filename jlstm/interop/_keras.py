@@ -1,0 +1,307 @@
+"""Keras 3: `from_keras` and `to_keras`. Keras is imported on first use."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from jlstm.activations import ACTIVATIONS
+from jlstm.combinators import Bidirectional, Sequential
+from jlstm.initializers import INITIALIZERS
+from jlstm.interop._common import (
+    Path,
+    _check_params,
+    _get,
+    _input_features,
+    _leaf_layers,
+    _leaf_params,
+    _name_of,
+    _replace,
+)
+from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking, Params
+
+
+def _import_keras() -> Any:
+    # jlstm runs on JAX, so Keras does too unless the caller chose another backend.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    return keras
+
+
+_KERAS_TYPES = ("InputLayer", "LSTM", "Bidirectional", "Dense", "Dropout", "Masking")
+
+
+def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
+    """A built Keras 3 model or layer as `(layer, params)`, with equal outputs.
+
+    Supported: a model (Sequential or functional) that is a chain of InputLayer, LSTM,
+    Bidirectional(LSTM) (custom backward_layer included), Dense, Dropout and Masking
+    layers, which comes back as a `jlstm.Sequential` (a Masking layer's mask flows to
+    the layers after it, as in Keras); a single layer comes back as that jlstm layer.
+    Each layer's config maps to jlstm's arguments. Anything else (a GRU, a custom
+    subclass, `stateful=True`, an activation jlstm has no name for, a dtype policy other
+    than float32) is a TypeError/ValueError naming it. Initializers carry over by name
+    where jlstm has one (they matter only for re-initialising); regularizers and
+    constraints act only in Keras training and are not carried over.
+
+    >>> import os
+    >>> _ = os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is first imported
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((7, 3)), keras.layers.LSTM(5), keras.layers.Dense(1)])
+    >>> layer, params = from_keras(model)
+    >>> layer.type_name, [sub.type_name for sub in layer.sublayers]
+    ('Sequential', ['LSTM', 'Dense'])
+    """
+    keras = _import_keras()
+    if isinstance(model_or_layer, keras.Model):
+        pairs = _keras_model_pairs(model_or_layer, keras)
+        layers, params = zip(*pairs)
+        return Sequential(layers, name=model_or_layer.name), tuple(params)
+    if isinstance(model_or_layer, keras.layers.Layer):
+        if type(model_or_layer) is keras.layers.InputLayer:
+            raise TypeError("from_keras: an InputLayer alone has no jlstm equivalent")
+        return _from_keras_layer(model_or_layer, keras)
+    raise TypeError(f"from_keras: expected a Keras 3 model or layer, got {type(model_or_layer).__name__}")
+
+
+def _keras_model_pairs(model: Any, keras: Any) -> list[tuple[Layer, Params]]:
+    what = f"from_keras: model '{model.name}'"
+    functional = type(model).__name__ == "Functional"
+    if not functional and not isinstance(model, keras.Sequential):
+        raise TypeError(f"{what}: expected a Sequential or functional model, got a {type(model).__name__}")
+    if not model.built:
+        raise ValueError(f"{what}: expected a built model (give it an Input or call it once)")
+    layers = [kl for kl in model.layers if type(kl) is not keras.layers.InputLayer]
+    if not layers:
+        raise ValueError(f"{what}: expected at least one layer besides the InputLayer")
+    if functional:
+        _check_keras_chain(model, layers, what)
+    pairs = []
+    for kl in layers:
+        if isinstance(kl, keras.Model):
+            pairs += _keras_model_pairs(kl, keras)
+        else:
+            pairs.append(_from_keras_layer(kl, keras))
+    return pairs
+
+
+def _check_keras_chain(model: Any, layers: list[Any], what: str) -> None:
+    """A functional model must be a chain: each layer called once, on the previous output."""
+    tensors = list(model.inputs)
+    for kl in layers:
+        nodes = kl._inbound_nodes
+        args = nodes[0].arguments.args if len(nodes) == 1 else ()
+        if len(tensors) != 1 or len(args) != 1 or args[0] is not tensors[0]:
+            raise ValueError(
+                f"{what}: expected a chain of layers, each called once on the previous "
+                f"layer's only output; layer '{kl.name}' is not"
+            )
+        tensors = nodes[0].outputs
+    if [id(t) for t in tensors] != [id(t) for t in model.outputs]:
+        raise ValueError(f"{what}: expected the last layer's outputs as the model's outputs")
+
+
+def _keras_config(kl: Any, what: str) -> dict[str, Any]:
+    try:
+        return kl.get_config()
+    except Exception as err:  # Keras raises several types for what it cannot serialise
+        raise TypeError(f"{what}: cannot read its config ({type(err).__name__}: {err})") from None
+
+
+def _keras_activation(value: Any, what: str) -> str:
+    if isinstance(value, str) and value in ACTIVATIONS:
+        return value
+    if isinstance(value, dict):  # a serialised function (its name in "config") or lambda
+        name = value.get("config")
+        value = name if isinstance(name, str) else value.get("class_name", "<lambda>")
+    raise ValueError(
+        f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or unsupported {value!r}"
+    )
+
+
+def _keras_initializer(value: Any, default: str) -> str:
+    name = value.get("class_name", "") if isinstance(value, dict) else str(value)
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return snake if snake in INITIALIZERS else default
+
+
+def _lstm_kwargs(kl: Any, what: str, *, in_bidirectional: bool = False) -> dict[str, Any]:
+    cfg = _keras_config(kl, what)
+    if cfg.get("stateful"):
+        raise ValueError(f"{what}: stateful=True is not supported (pass initial_state instead)")
+    if cfg.get("zero_output_for_mask") and not in_bidirectional:
+        raise ValueError(f"{what}: zero_output_for_mask=True is not supported outside Bidirectional")
+    return dict(
+        units=cfg["units"],
+        return_sequences=cfg["return_sequences"],
+        return_state=cfg["return_state"],
+        go_backwards=cfg["go_backwards"],
+        use_bias=cfg["use_bias"],
+        unit_forget_bias=cfg["unit_forget_bias"],
+        activation=_keras_activation(cfg["activation"], f"{what} activation"),
+        recurrent_activation=_keras_activation(cfg["recurrent_activation"], f"{what} recurrent_activation"),
+        kernel_initializer=_keras_initializer(cfg["kernel_initializer"], "glorot_uniform"),
+        recurrent_initializer=_keras_initializer(cfg["recurrent_initializer"], "orthogonal"),
+        bias_initializer=_keras_initializer(cfg["bias_initializer"], "zeros"),
+        dropout=cfg["dropout"],
+        recurrent_dropout=cfg["recurrent_dropout"],
+        unroll=True if cfg["unroll"] else 1,
+        use_cudnn=getattr(kl, "use_cudnn", "auto"),  # an attribute: Keras's get_config leaves it out
+        name=cfg["name"],
+    )
+
+
+def _jlstm_from_keras(kl: Any, keras: Any, what: str) -> Layer:
+    kind = type(kl).__name__
+    if kind == "LSTM":
+        return LSTM(**_lstm_kwargs(kl, what))
+    if kind == "Bidirectional":
+        for role in ("forward_layer", "backward_layer"):
+            sub = getattr(kl, role)
+            if type(sub) is not keras.layers.LSTM:
+                raise TypeError(f"{what}: expected an LSTM as {role}, got {type(sub).__name__}")
+        fwd = _lstm_kwargs(kl.forward_layer, f"{what} forward", in_bidirectional=True)
+        bwd = _lstm_kwargs(kl.backward_layer, f"{what} backward", in_bidirectional=True)
+        fwd["name"] = fwd["name"].removeprefix("forward_")
+        copy = {**fwd, "go_backwards": not fwd["go_backwards"], "name": bwd["name"]}
+        backward = None if bwd == copy else LSTM(**bwd)
+        return Bidirectional(LSTM(**fwd), kl.merge_mode, backward, name=kl.name)
+    cfg = _keras_config(kl, what)
+    if kind == "Dense":
+        return Dense(
+            cfg["units"],
+            _keras_activation(cfg["activation"], f"{what} activation"),
+            use_bias=cfg["use_bias"],
+            kernel_initializer=_keras_initializer(cfg["kernel_initializer"], "glorot_uniform"),
+            bias_initializer=_keras_initializer(cfg["bias_initializer"], "zeros"),
+            name=cfg["name"],
+        )
+    if kind == "Dropout":
+        if cfg.get("noise_shape") is not None:
+            raise ValueError(f"{what}: noise_shape={cfg['noise_shape']} is not supported (expected None)")
+        return Dropout(cfg["rate"], name=cfg["name"])
+    return Masking(cfg["mask_value"], name=cfg["name"])
+
+
+def _from_keras_layer(kl: Any, keras: Any) -> tuple[Layer, Params]:
+    kind = type(kl).__name__
+    what = f"from_keras: {kind} '{kl.name}'"
+    if kind not in _KERAS_TYPES or type(kl) is not getattr(keras.layers, kind):
+        raise TypeError(f"{what}: unsupported layer; expected one of {list(_KERAS_TYPES)}")
+    if not kl.built:
+        raise ValueError(f"{what}: expected a built layer (build it or call it once)")
+    policy = kl.dtype_policy.name
+    if policy != "float32":
+        raise ValueError(f"{what}: expected the float32 dtype policy, got {policy!r}")
+    layer = _jlstm_from_keras(kl, keras, what)
+    params: Params = {}
+    weights = kl.get_weights()
+    paths = _keras_weight_paths(layer)
+    if len(weights) != len(paths):
+        raise ValueError(f"{what}: expected {len(paths)} weights, got {len(weights)}")
+    for path, w in zip(paths, weights):
+        params = _replace(params, path, jnp.asarray(w))
+    return layer, params
+
+
+def _keras_weight_paths(layer: Layer) -> list[Path]:
+    """Where each of Keras's `get_weights()` arrays lives in jlstm's params, in order."""
+    if layer.type_name == "Bidirectional":
+        fwd, bwd = layer.config["layer"], layer.config["backward_layer"] or layer.config["layer"]
+        return [("forward",) + p for p in _keras_weight_paths(fwd)] + [
+            ("backward",) + p for p in _keras_weight_paths(bwd)
+        ]
+    names = {"LSTM": ("kernel", "recurrent_kernel"), "Dense": ("kernel",)}.get(layer.type_name, ())
+    bias = ("bias",) if names and layer.config["use_bias"] else ()
+    return [(name,) for name in names + bias]
+
+
+def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> Any:
+    """The Keras 3 equivalent of a jlstm layer, built and holding `params`.
+
+    A `Sequential` becomes a `keras.Sequential` with an `Input((timesteps, features))`;
+    any other layer a built Keras layer. Activations and initializers must be given by
+    name (a callable has no Keras name: TypeError). `unroll` maps to Keras's bool
+    (True stays True; a scan unroll factor becomes False: same outputs), `use_cudnn` to
+    Keras's own, and `remat` and `cudnn_allow_tf32` have no Keras counterpart.
+
+    >>> import jax, jlstm
+    >>> layer = jlstm.LSTM(5, return_sequences=True)
+    >>> _, params = layer.init(jax.random.key(0), (None, 7, 3))
+    >>> to_keras(layer, params).count_params()
+    180
+    """
+    if not isinstance(layer, Layer):
+        raise TypeError(f"to_keras: expected a jlstm layer, got {type(layer).__name__}")
+    keras = _import_keras()
+    what = f"to_keras: {layer.type_name}"
+    features = _input_features(params, what)
+    _check_params(layer, params, features, what)
+    leaves = list(zip(_leaf_layers(layer), _leaf_params(layer, params)))
+    klayers = [_to_keras_layer(sub, keras) for sub, _ in leaves]
+    if layer.type_name == "Sequential":
+        model = keras.Sequential([keras.Input((timesteps, features))] + klayers, name=layer.name)
+    else:
+        model = klayers[0]
+        model.build((None, timesteps, features))
+    for klayer, (sub, p) in zip(klayers, leaves):
+        klayer.set_weights([np.asarray(_get(p, path), np.float32) for path in _keras_weight_paths(sub)])
+    return model
+
+
+def _keras_lstm(layer: Layer, keras: Any) -> Any:
+    cfg, what = layer.config, f"to_keras: LSTM {layer.name or ''}".rstrip()
+    names = {key: _name_of(cfg[key], ACTIVATIONS, f"{what} {key}") for key in ("activation", "recurrent_activation")}
+    names |= {
+        key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
+        for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer")
+    }
+    same = (
+        "units",
+        "return_sequences",
+        "return_state",
+        "go_backwards",
+        "use_bias",
+        "unit_forget_bias",
+        "dropout",
+        "recurrent_dropout",
+        "name",
+    )
+    return keras.layers.LSTM(
+        **{k: cfg[k] for k in same}, **names, unroll=cfg["unroll"] is True, use_cudnn=cfg.get("use_cudnn", "auto")
+    )
+
+
+def _to_keras_layer(layer: Layer, keras: Any) -> Any:
+    cfg, what = layer.config, f"to_keras: {layer.type_name} {layer.name or ''}".rstrip()
+    if layer.type_name == "LSTM":
+        return _keras_lstm(layer, keras)
+    if layer.type_name == "Bidirectional":
+        backward = cfg["backward_layer"]
+        return keras.layers.Bidirectional(
+            _keras_lstm(cfg["layer"], keras),
+            merge_mode=cfg["merge_mode"],
+            name=layer.name,
+            backward_layer=None if backward is None else _keras_lstm(backward, keras),
+        )
+    if layer.type_name == "Dense":
+        return keras.layers.Dense(
+            cfg["units"],
+            _name_of(cfg["activation"], ACTIVATIONS, f"{what} activation"),
+            use_bias=cfg["use_bias"],
+            name=layer.name,
+            **{
+                key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
+                for key in ("kernel_initializer", "bias_initializer")
+            },
+        )
+    if layer.type_name == "Dropout":
+        return keras.layers.Dropout(cfg["rate"], name=layer.name)
+    if layer.type_name == "Masking":
+        return keras.layers.Masking(cfg["mask_value"], name=layer.name)
+    raise TypeError(f"{what}: no Keras equivalent for a {layer.type_name} layer")

@@ -42,7 +42,7 @@ def _save(fig: Figure, path: PathLike) -> Path:
 
 def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: str = "") -> Path:
     """One panel per metric ("loss", "accuracy", ...), a line per run for training and a
-    dashed one for its "val_" twin, against the epoch.
+    dashed one for its "val_" twin (the validation split), against the epoch.
 
     `histories` maps a run's label to `jlstm.train.fit`'s history.
 
@@ -58,7 +58,7 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
     for ax, name in zip(axes, names):
         for i, (label, history) in enumerate(histories.items()):
             color = f"C{i}"
-            for key, style, split in ((name, "-", "train"), (f"val_{name}", "--", "test")):
+            for key, style, split in ((name, "-", "train"), (f"val_{name}", "--", "validation")):
                 if key in history:
                     epochs = np.arange(1, len(history[key]) + 1)
                     ax.plot(epochs, history[key], style, color=color, label=f"{label} {split}".strip())

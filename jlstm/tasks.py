@@ -1,10 +1,15 @@
 """The tasks behind `jlstm train`: a data set, a model, a training recipe, the test
 metrics and the plots, each a pure function of a `Config`.
 
+Each task trains on its data set's train split with the validation split as `fit`'s
+held-out data (the "val_" history), then evaluates the test split once, after training.
+
 >>> cfg = Config(epochs=1, batch_size=64, lr=1e-2, units=8, seed=0)
 >>> result = TASKS["digits"].run(cfg)
->>> sorted(result.metrics), sorted(result.plots)
-(['test_accuracy', 'test_loss'], ['confusion_matrix.png', 'learning_curves.png'])
+>>> sorted(result.test), sorted(result.histories["digits"])
+(['accuracy', 'loss'], ['accuracy', 'loss', 'val_accuracy', 'val_loss'])
+>>> sorted(result.plots)
+['confusion_matrix.png', 'learning_curves.png']
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ class Config(NamedTuple):
 
 
 class Result(NamedTuple):
-    """A trained model, its held-out metrics, the line that reports them, the histories
-    of its runs, and the plots to draw: file name -> function writing that path."""
+    """A trained model, its metrics on the test split (evaluated once, after training), the
+    line that reports them, the histories of its runs ("val_" keys: the validation split),
+    and the plots to draw: file name -> function writing that path."""
 
     params: Params
-    metrics: dict[str, float]
+    test: dict[str, float]
     summary: str
     histories: dict[str, train.History]
     plots: dict[str, Callable[[Path], Path]]
@@ -64,16 +70,16 @@ def optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransformation
 
 
 def _fit(
-    model: Layer, cfg: Config, data: Any, train_split: tuple, test_split: tuple, **kwargs: Any
+    model: Layer, cfg: Config, train_split: tuple, validation_split: tuple, **kwargs: Any
 ) -> tuple[Params, train.History]:
-    _, params = model.init(jax.random.key(cfg.seed), (None, *data.train.x.shape[1:]))
+    _, params = model.init(jax.random.key(cfg.seed), (None, *train_split[0].shape[1:]))
     steps = math.ceil(len(train_split[0]) / cfg.batch_size)
     return train.fit(
         model,
         params,
         optimizer(cfg, steps),
         train_split,
-        test_split,
+        validation_split,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         rng=jax.random.key(cfg.seed + 1),
@@ -93,13 +99,13 @@ def run_digits(cfg: Config) -> Result:
     """Bidirectional(LSTM) -> Dense on scikit-learn's digits read row by row."""
     data = datasets.digits(cfg.seed)
     model = _classifier(cfg)
-    params, history = _fit(model, cfg, data, data.train[:2], data.test[:2], **CLASSIFY)
+    params, history = _fit(model, cfg, data.train[:2], data.validation[:2], **CLASSIFY)
     test = train.evaluate(model, params, data.test[:2], **CLASSIFY)
     predicted = train.predict(model, params, data.test.x).argmax(-1)
     right, total = int((predicted == data.test.y).sum()), len(data.test.y)
     return Result(
         params,
-        {f"test_{k}": v for k, v in test.items()},
+        test,
         f"digits: test accuracy {test['accuracy']:.4f} ({right}/{total})",
         {"digits": history},
         {
@@ -126,28 +132,28 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
     data = datasets.ragged_digits(cfg.seed)
     longer = _pad_rows(data.test, padded_to)
     model = _classifier(cfg)
-    runs, metrics = {}, {}
+    runs, test = {}, {}
     for name, masked in (("masked", True), ("unmasked", False)):
         if cfg.progress:
             print(f"{name}:")
         keep = slice(None) if masked else slice(2)  # (x, y, mask) or (x, y)
-        params, history = _fit(model, cfg, data, data.train[keep], data.test[keep], **CLASSIFY)
+        params, history = _fit(model, cfg, data.train[keep], data.validation[keep], **CLASSIFY)
         runs[name] = (params, history)
-        for label, split in (("test", data.test), ("padded_test", longer)):
-            metrics[f"{name}_{label}_accuracy"] = train.evaluate(model, params, split[keep], **CLASSIFY)["accuracy"]
-    m = metrics
+        for label, split in (("", data.test), ("padded_", longer)):
+            test[f"{name}_{label}accuracy"] = train.evaluate(model, params, split[keep], **CLASSIFY)["accuracy"]
+    m = test
     summary = (
-        f"ragged-digits: test accuracy with mask {m['masked_test_accuracy']:.4f}, "
-        f"without {m['unmasked_test_accuracy']:.4f}; padded to {padded_to} rows: "
-        f"with mask {m['masked_padded_test_accuracy']:.4f}, "
-        f"without {m['unmasked_padded_test_accuracy']:.4f}"
+        f"ragged-digits: test accuracy with mask {m['masked_accuracy']:.4f}, "
+        f"without {m['unmasked_accuracy']:.4f}; padded to {padded_to} rows: "
+        f"with mask {m['masked_padded_accuracy']:.4f}, "
+        f"without {m['unmasked_padded_accuracy']:.4f}"
     )
     histories = {name: h for name, (_, h) in runs.items()}
     params = runs["masked"][0]
     predicted = train.predict(model, params, data.test.x, data.test.mask).argmax(-1)
     return Result(
         params,
-        metrics,
+        test,
         summary,
         histories,
         {
@@ -155,7 +161,7 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
                 histories, p, title="ragged digits: with and without the mask"
             ),
             "confusion_matrix.png": lambda p: _plots().confusion_matrix(
-                data.test.y, predicted, p, title=f"ragged digits, masked: accuracy {m['masked_test_accuracy']:.4f}"
+                data.test.y, predicted, p, title=f"ragged digits test, masked: accuracy {m['masked_accuracy']:.4f}"
             ),
         },
     )
@@ -166,32 +172,32 @@ def _month(date: np.datetime64) -> str:
 
 
 def run_co2(cfg: Config) -> Result:
-    """LSTM -> Dense(12): the next 12 months of Mauna Loa CO2 from the last 36, tested on
-    the held-out last 10 years against the seasonal-naive forecast (last year repeated)."""
+    """LSTM -> Dense(12): the next 12 months of Mauna Loa CO2 from the last 36, validated
+    on the 5 years before the last 10 and tested on the held-out last 10 years against the
+    seasonal-naive forecast (last year repeated)."""
     data = datasets.co2()
     horizon = data.train.y.shape[1]
     model = Sequential([LSTM(cfg.units), Dense(horizon)])
     params, history = _fit(
         model,
         cfg,
-        data,
         data.train[:2],
-        data.test[:2],
+        data.validation[:2],
         loss=train.mean_squared_error,
         metrics={"mae": train.mean_absolute_error},
     )
     predicted = data.to_units(train.predict(model, params, data.test.x), data.test_level)
     truth, baseline = data.test_truth, data.test_baseline
-    metrics = {
-        "test_mae_ppm": float(np.abs(predicted - truth).mean()),
+    test = {
+        "mae_ppm": float(np.abs(predicted - truth).mean()),
         "baseline_mae_ppm": float(np.abs(baseline - truth).mean()),
-        "test_rmse_ppm": float(np.sqrt(np.square(predicted - truth).mean())),
+        "rmse_ppm": float(np.sqrt(np.square(predicted - truth).mean())),
         "baseline_rmse_ppm": float(np.sqrt(np.square(baseline - truth).mean())),
     }
-    m = metrics
+    m = test
     summary = (
-        f"co2: test MAE {m['test_mae_ppm']:.3f} ppm vs seasonal naive {m['baseline_mae_ppm']:.3f} ppm "
-        f"(RMSE {m['test_rmse_ppm']:.3f} vs {m['baseline_rmse_ppm']:.3f}), 1-12 months ahead "
+        f"co2: test MAE {m['mae_ppm']:.3f} ppm vs seasonal naive {m['baseline_mae_ppm']:.3f} ppm "
+        f"(RMSE {m['rmse_ppm']:.3f} vs {m['baseline_rmse_ppm']:.3f}), 1-12 months ahead "
         f"over {_month(data.test_dates[0, 0])}..{_month(data.test_dates[-1, -1])}"
     )
     # Forecasts from every horizon-th origin tile the held-out tail end to end.
@@ -200,7 +206,7 @@ def run_co2(cfg: Config) -> Result:
     context = slice(data.tail_start - 4 * horizon, data.tail_start)
     return Result(
         params,
-        metrics,
+        test,
         summary,
         {"co2": history},
         {
@@ -211,13 +217,13 @@ def run_co2(cfg: Config) -> Result:
                 flat(data.test_dates),
                 flat(truth),
                 {
-                    f"LSTM (MAE {m['test_mae_ppm']:.2f})": flat(predicted),
+                    f"LSTM (MAE {m['mae_ppm']:.2f})": flat(predicted),
                     f"seasonal naive (MAE {m['baseline_mae_ppm']:.2f})": flat(baseline),
                 },
                 p,
                 context=(data.dates[context], data.series[context]),
                 ylabel="CO2 (ppm)",
-                title="Mauna Loa CO2, held-out tail: consecutive 12-month forecasts",
+                title="Mauna Loa CO2, test period: consecutive 12-month forecasts",
             ),
         },
     )

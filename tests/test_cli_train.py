@@ -8,8 +8,10 @@ import pytest
 from matplotlib.image import imread
 
 import jlstm
-from jlstm import plots
+from jlstm import datasets, plots, train
 from jlstm.cli import main
+
+DATA = {"digits": datasets.digits, "co2": lambda seed: datasets.co2(), "ragged-digits": datasets.ragged_digits}
 
 
 def check_png(path, min_width=300, min_height=200):
@@ -18,6 +20,10 @@ def check_png(path, min_width=300, min_height=200):
     assert width >= min_width and height >= min_height and channels in (3, 4), image.shape
     assert image[..., :3].std() > 0.05  # something was drawn, not a blank canvas
     return image
+
+
+def rows(x):
+    return {example.tobytes() for example in np.asarray(x)}
 
 
 @pytest.mark.parametrize(
@@ -43,7 +49,14 @@ def check_png(path, min_width=300, min_height=200):
         ),
     ],
 )
-def test_train_writes_checkpoint_metrics_and_plots(tmp_path, capsys, task, argv, pngs, final):
+def test_train_writes_checkpoint_metrics_and_plots(tmp_path, capsys, monkeypatch, task, argv, pngs, final):
+    fits, real_fit = [], train.fit
+
+    def recording_fit(layer, params, optimizer, train_data, validation_data, **kwargs):
+        fits.append((train_data, validation_data))
+        return real_fit(layer, params, optimizer, train_data, validation_data, **kwargs)
+
+    monkeypatch.setattr(train, "fit", recording_fit)
     out = tmp_path / "run" / task
     assert main(["train", task, *argv, "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -54,6 +67,19 @@ def test_train_writes_checkpoint_metrics_and_plots(tmp_path, capsys, task, argv,
         check_png(out / name)
     report = json.loads((out / "metrics.json").read_text())
     assert report["task"] == task and report["config"]["units"] == int(argv[3])
+    # Per-epoch histories with validation ("val_") curves, and one test result: numbers, not curves.
+    assert sorted(report) == ["config", "histories", "seconds", "task", "test"]
+    assert report["test"] and all(isinstance(v, float) for v in report["test"].values())
+    for history in report["histories"].values():
+        assert "val_loss" in history and all(len(v) == int(argv[1]) for v in history.values())
+    # fit trained on the train split and validated on the validation split; no test row reached it.
+    data = DATA[task](seed=0)
+    assert len(fits) == len(report["histories"])
+    test_rows = rows(data.test.x)
+    for train_data, validation_data in fits:
+        np.testing.assert_array_equal(train_data[0], data.train.x)
+        np.testing.assert_array_equal(validation_data[0], data.validation.x)
+        assert test_rows.isdisjoint(rows(train_data[0])) and test_rows.isdisjoint(rows(validation_data[0]))
     params = jlstm.load(out / "model.ckpt")
     assert jlstm.count_params(params) > 0
 

@@ -11,8 +11,6 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from jlstm import tuning
-
 
 class Shape(NamedTuple):
     """One benchmark size: inputs (batch, timesteps, features) into an LSTM of `units`."""
@@ -47,6 +45,7 @@ SHAPES = {
 }
 QUICK_SHAPES = ("seed",)
 QUICK_REPEATS = 3
+DIRECTIONS = {"uni": False, "bi": True}  # each direction's name: whether it is bidirectional
 
 # The extra rows: compile time at these lengths (must stay within 2x), and the peak memory
 # of a training step at the longer one, with and without rematerialization.
@@ -55,6 +54,10 @@ SCALING_TIMESTEPS = (10, 10_000)
 
 def lstm_flops(shape: Shape, directions: int, train: bool = False) -> float:
     """Nominal FLOPs of an LSTM call: 2·B·T·(F+U)·4U a direction forward, 3x for a training step."""
+    # Imported here, so that `import bench` imports no jlstm: bench.revisions' workers import
+    # an older revision's jlstm, which may predate jlstm.tuning.
+    from jlstm import tuning
+
     sig = tuning.Signature(directions, shape.batch, shape.timesteps, shape.features, shape.units, "float32")
     return tuning.flops(sig) * (3 if train else 1)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jlstm.combinators import MERGE_MODES, Bidirectional
-from jlstm.layers import LSTM, Layer
+from jlstm.layers import LSTM, RECURRENT, Layer
 from jlstm.summary import Namer, summary
 
 SEED_SHAPE = (None, 11, 3)
@@ -43,11 +43,11 @@ def maybe_bidirectional(layer: Layer, bidirectional: bool, merge_mode: str | Non
 
 
 def _summary(args: argparse.Namespace) -> int:
-    custom = (args.timesteps, args.features, args.units, args.merge_mode)
+    custom = (args.timesteps, args.features, args.units, args.merge_mode, args.layer)
     if args.bidirectional or args.return_sequences or any(v is not None for v in custom):
         merge_mode = None if args.merge_mode == "none" else (args.merge_mode or "concat")
         layer = maybe_bidirectional(
-            LSTM(args.units or SEED_UNITS, return_sequences=args.return_sequences),
+            RECURRENT[args.layer or "LSTM"](args.units or SEED_UNITS, return_sequences=args.return_sequences),
             args.bidirectional,
             merge_mode,
         )
@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timesteps", type=_positive_int, help="timesteps (default 11)")
     p.add_argument("--features", type=_positive_int, help="features (default 3)")
-    p.add_argument("--units", type=_positive_int, help="LSTM units (default 5)")
-    p.add_argument("--bidirectional", action="store_true", help="wrap the LSTM in Bidirectional")
+    p.add_argument("--layer", choices=list(RECURRENT), help="the recurrent layer (default LSTM)")
+    p.add_argument("--units", type=_positive_int, help="the layer's units (default 5)")
+    p.add_argument("--bidirectional", action="store_true", help="wrap the layer in Bidirectional")
     p.add_argument("--return-sequences", action="store_true", help="many-to-many")
     p.add_argument(
         "--merge-mode",

@@ -1,5 +1,6 @@
 """Counting and the Keras summary table, against the seed notebook and real Keras 3."""
 
+import functools
 import pathlib
 import subprocess
 import sys
@@ -66,7 +67,13 @@ def test_cli_custom_table(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [["summary", "--units", "0"], ["summary", "--merge-mode", "max"], ["summary", "--features", "x"]]
+    "argv",
+    [
+        ["summary", "--units", "0"],
+        ["summary", "--merge-mode", "max"],
+        ["summary", "--features", "x"],
+        ["summary", "--layer", "gru"],
+    ],
 )
 def test_cli_rejects_bad_options(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -75,18 +82,34 @@ def test_cli_rejects_bad_options(argv, capsys):
     assert "error" in capsys.readouterr().err
 
 
-def lstm_formula(features, units, use_bias):
-    return 4 * ((features + units) * units + (units if use_bias else 0))
+def lstm_formula(features, units, use_bias, gates=4, bias_rows=1):
+    return gates * ((features + units) * units + (bias_rows * units if use_bias else 0))
+
+
+# (constructor, gates, bias rows): Keras's GRU keeps a recurrent bias row with reset_after.
+CELLS = {
+    "LSTM": (jlstm.LSTM, 4, 1),
+    "GRU": (jlstm.GRU, 3, 2),
+    "GRU-v1": (functools.partial(jlstm.GRU, reset_after=False), 3, 1),
+    "SimpleRNN": (jlstm.SimpleRNN, 1, 1),
+}
 
 
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None)
-@given(features=st.integers(1, 64), units=st.integers(1, 64), use_bias=st.booleans(), bidirectional=st.booleans())
-def test_count_params_matches_formula(features, units, use_bias, bidirectional):
-    layer = jlstm.LSTM(units, use_bias=use_bias)
+@given(
+    kind=st.sampled_from(list(CELLS)),
+    features=st.integers(1, 64),
+    units=st.integers(1, 64),
+    use_bias=st.booleans(),
+    bidirectional=st.booleans(),
+)
+def test_count_params_matches_formula(kind, features, units, use_bias, bidirectional):
+    make, gates, bias_rows = CELLS[kind]
+    layer = make(units, use_bias=use_bias)
     if bidirectional:
         layer = jlstm.Bidirectional(layer)
-    expected = lstm_formula(features, units, use_bias) * (2 if bidirectional else 1)
+    expected = lstm_formula(features, units, use_bias, gates, bias_rows) * (2 if bidirectional else 1)
     assert jlstm.count_params(layer, (None, 9, features)) == expected
     _, params = layer.init(jax.random.key(0), (None, 9, features))
     assert jlstm.count_params(params) == expected
@@ -123,6 +146,12 @@ def test_counts_match_real_keras():
         (jlstm.LSTM(5), keras.layers.LSTM(5)),
         (jlstm.LSTM(7, use_bias=False), keras.layers.LSTM(7, use_bias=False)),
         (jlstm.Bidirectional(jlstm.LSTM(5)), keras.layers.Bidirectional(keras.layers.LSTM(5))),
+        (jlstm.GRU(5), keras.layers.GRU(5)),
+        (jlstm.GRU(5, reset_after=False), keras.layers.GRU(5, reset_after=False)),
+        (jlstm.GRU(6, use_bias=False), keras.layers.GRU(6, use_bias=False)),
+        (jlstm.Bidirectional(jlstm.GRU(5)), keras.layers.Bidirectional(keras.layers.GRU(5))),
+        (jlstm.SimpleRNN(5), keras.layers.SimpleRNN(5)),
+        (jlstm.Bidirectional(jlstm.SimpleRNN(4)), keras.layers.Bidirectional(keras.layers.SimpleRNN(4))),
     ]
     for ours, theirs in cases:
         theirs.build((None, 11, 3))
@@ -130,7 +159,8 @@ def test_counts_match_real_keras():
     stack = jlstm.Sequential(
         [
             jlstm.LSTM(6, return_sequences=True),
-            jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True)),
+            jlstm.Bidirectional(jlstm.GRU(4, return_sequences=True)),
+            jlstm.SimpleRNN(5, return_sequences=True),
             jlstm.Bidirectional(jlstm.LSTM(3), merge_mode="sum"),
             jlstm.Dense(2),
         ]
@@ -139,7 +169,8 @@ def test_counts_match_real_keras():
         [
             keras.Input((11, 3)),
             keras.layers.LSTM(6, return_sequences=True),
-            keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
+            keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=True)),
+            keras.layers.SimpleRNN(5, return_sequences=True),
             keras.layers.Bidirectional(keras.layers.LSTM(3), merge_mode="sum"),
             keras.layers.Dense(2),
         ]
@@ -148,3 +179,15 @@ def test_counts_match_real_keras():
     table = jlstm.summary(stack, (None, 11, 3))
     assert f"Total params: {kstack.count_params():,}" in table
     assert "bidirectional_2 (Bidirection (None, 3)" in table
+    assert "simple_rnn_1 (SimpleRNN)     (None, 11, 5)" in table
+    rows = {line.split()[0]: int(line.split()[-1].replace(",", "")) for line in table.splitlines()[2:-4:2]}
+    assert list(rows.values())[1:] == [layer.count_params() for layer in kstack.layers]
+
+
+def test_cli_table_of_each_layer(capsys):
+    for layer, total in (("GRU", 150), ("SimpleRNN", 45), ("LSTM", 180)):
+        assert main(["summary", "--layer", layer]) == 0
+        out = capsys.readouterr().out
+        assert f" ({layer})" in out and f"Total params: {total}" in out
+    assert main(["summary", "--layer", "GRU", "--bidirectional"]) == 0
+    assert "Total params: 300" in capsys.readouterr().out

@@ -13,7 +13,14 @@ LAYERS = {
     "lstm": lambda: jlstm.LSTM(4, return_sequences=True),
     "bidirectional": lambda: jlstm.Bidirectional(jlstm.LSTM(4, return_sequences=True), merge_mode="ave"),
     "stack": lambda: jlstm.Sequential([jlstm.LSTM(4, return_sequences=True), jlstm.Dense(2)]),
+    "gru": lambda: jlstm.GRU(4, return_sequences=True),
+    "gru-v1": lambda: jlstm.GRU(4, return_sequences=True, reset_after=False),
+    "gru-bidirectional": lambda: jlstm.Bidirectional(jlstm.GRU(4, return_sequences=True), merge_mode="ave"),
+    "simple_rnn": lambda: jlstm.SimpleRNN(4, return_sequences=True),
+    "simple_rnn-bidirectional": lambda: jlstm.Bidirectional(jlstm.SimpleRNN(4, return_sequences=True)),
 }
+# Each recurrent layer kind, with how many state arrays it carries.
+CELLS = {"LSTM": (jlstm.LSTM, 2), "GRU": (jlstm.GRU, 1), "SimpleRNN": (jlstm.SimpleRNN, 1)}
 
 
 def x_and_mask(batch=2, timesteps=5, features=3):
@@ -29,7 +36,9 @@ def test_jit_equals_eager(kind, rng):
     np.testing.assert_allclose(jax.jit(layer.apply)(params, x, mask=mask), layer.apply(params, x, mask=mask), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "bidirectional"])
+@pytest.mark.parametrize(
+    "kind", ["lstm", "bidirectional", "gru", "gru-v1", "gru-bidirectional", "simple_rnn", "simple_rnn-bidirectional"]
+)
 def test_grads_are_correct(kind, rng):
     layer = LAYERS[kind]()
     _, params = layer.init(rng, (None, 5, 3))
@@ -46,14 +55,15 @@ def test_grads_are_correct(kind, rng):
         )
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("timesteps", [5, 9, 1])
 @pytest.mark.parametrize("kind", ["lstm", "lstm-last", "bidirectional"])
-def test_remat_gives_the_same_outputs_and_grads(kind, timesteps, rng):
+def test_remat_gives_the_same_outputs_and_grads(cell, kind, timesteps, rng):
     x = jax.random.normal(jax.random.key(1), (2, timesteps, 3))
     mask = jnp.arange(timesteps)[None, :] < jnp.array([timesteps, 3])[:, None]
     results = []
     for remat in (False, True):
-        layer = jlstm.LSTM(4, return_sequences=kind != "lstm-last", remat=remat)
+        layer = CELLS[cell][0](4, return_sequences=kind != "lstm-last", remat=remat)
         if kind == "bidirectional":
             layer = jlstm.Bidirectional(layer)
         _, params = layer.init(rng, (None, timesteps, 3))
@@ -82,7 +92,7 @@ def test_eval_shape_matches_init_shape(kind, rng):
     assert out.shape == (7,) + tuple(out_shape[1:])
 
 
-@pytest.mark.parametrize("kind", ["lstm", "bidirectional"])
+@pytest.mark.parametrize("kind", ["lstm", "bidirectional", "gru", "simple_rnn-bidirectional"])
 def test_no_retrace_on_a_second_call(kind, rng, monkeypatch):
     layer = LAYERS[kind]()
     _, params = layer.init(rng, (None, 5, 3))
@@ -108,11 +118,13 @@ def test_no_retrace_on_a_second_call(kind, rng, monkeypatch):
     assert len(traces) == 1
 
 
-def test_dropout_is_off_unless_training(rng):
-    layer = jlstm.LSTM(4, return_sequences=True, dropout=0.5, recurrent_dropout=0.5)
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_is_off_unless_training(cell, rng):
+    make = CELLS[cell][0]
+    layer = make(4, return_sequences=True, dropout=0.5, recurrent_dropout=0.5)
     _, params = layer.init(rng, (None, 5, 3))
     x, _ = x_and_mask()
-    plain = jlstm.LSTM(4, return_sequences=True).apply(params, x)
+    plain = make(4, return_sequences=True).apply(params, x)
     np.testing.assert_array_equal(layer.apply(params, x), plain)
     a = layer.apply(params, x, training=True, rng=jax.random.key(1))
     b = layer.apply(params, x, training=True, rng=jax.random.key(1))
@@ -123,18 +135,21 @@ def test_dropout_is_off_unless_training(rng):
         layer.apply(params, x, training=True)
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_grads_through_states_and_masks(return_sequences, bidirectional, rng):
+def test_grads_through_states_and_masks(cell, return_sequences, bidirectional, rng):
     """The custom VJP against numerical differences: last output or sequence, a mask with
     holes, and gradients into the initial state too."""
-    layer = jlstm.LSTM(3, return_sequences=return_sequences, return_state=True)
+    make, n_states = CELLS[cell]
+    layer = make(3, return_sequences=return_sequences, return_state=True)
     if bidirectional:
         layer = jlstm.Bidirectional(layer, merge_mode="mul")
     _, params = layer.init(rng, (None, 5, 2))
     x = jax.random.normal(jax.random.key(2), (2, 5, 2))
     mask = jnp.array([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]], bool)
-    states = [jax.random.normal(k, (2, 3)) for k in jax.random.split(jax.random.key(3), 4 if bidirectional else 2)]
+    count = n_states * (2 if bidirectional else 1)
+    states = [jax.random.normal(k, (2, 3)) for k in jax.random.split(jax.random.key(3), count)]
 
     def f(p, xx, st):
         out = layer.apply(p, xx, mask=mask, initial_state=st)
@@ -145,12 +160,52 @@ def test_grads_through_states_and_masks(return_sequences, bidirectional, rng):
         check_grads(f, (f64(params), f64(x), f64(states)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 @pytest.mark.parametrize("activation,recurrent_activation", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
-def test_grads_with_other_activations(activation, recurrent_activation, rng):
+def test_grads_with_other_activations(cell, activation, recurrent_activation, rng):
     """tanh/sigmoid take the hand-written gate derivatives; other activations take jax.vjp."""
-    layer = jlstm.LSTM(3, return_sequences=True, activation=activation, recurrent_activation=recurrent_activation)
+    acts = dict(activation=activation, recurrent_activation=recurrent_activation)
+    layer = CELLS[cell][0](3, return_sequences=True, **acts)
     _, params = layer.init(rng, (None, 4, 2))
     x = jax.random.normal(jax.random.key(5), (2, 4, 2))
     f64 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float64), tree)  # noqa: E731
     with jax.enable_x64():
         check_grads(layer.apply, (f64(params), f64(x)), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, 1e30])
+@pytest.mark.parametrize(
+    "kind,options",
+    [
+        ("LSTM", {}),
+        ("LSTM", {"remat": True}),
+        ("LSTM", {"dropout": 0.3, "recurrent_dropout": 0.3}),
+        ("LSTM-bidirectional", {}),
+        ("GRU", {}),
+        ("GRU", {"reset_after": False}),
+        ("SimpleRNN-bidirectional", {"recurrent_dropout": 0.3}),
+    ],
+)
+def test_masked_steps_contribute_nothing_whatever_they_hold(kind, options, fill, rng):
+    """Outputs and gradients with NaN, inf or 1e30 at the masked steps equal those with
+    zeros there: forwards, backwards, through remat and dropout."""
+    layer = CELLS[kind.split("-")[0]][0](4, return_sequences=True, **options)
+    if kind.endswith("bidirectional"):
+        layer = jlstm.Bidirectional(layer)
+    model = jlstm.Sequential([layer, jlstm.Dense(2)])
+    _, params = model.init(rng, (None, 5, 3))
+    x, mask = x_and_mask()
+    mask = mask.at[0, 1].set(False)  # a hole too
+    training = "dropout" in options or "recurrent_dropout" in options
+
+    def loss(p, xx):
+        out = model.apply(p, xx, mask=mask, training=training, rng=jax.random.key(4))
+        return jnp.sum(jnp.where(mask[..., None], out, 0.0) ** 2)
+
+    clean = jnp.where(mask[..., None], x, 0.0)
+    dirty = jnp.where(mask[..., None], x, fill)
+    (value, grads), (dirty_value, dirty_grads) = (jax.value_and_grad(loss, (0, 1))(params, a) for a in (clean, dirty))
+    assert np.isfinite(dirty_value) and dirty_value == value
+    for a, b in zip(jax.tree.leaves(dirty_grads), jax.tree.leaves(grads), strict=True):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_array_equal(a, b)

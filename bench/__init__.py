@@ -73,3 +73,12 @@ def name_list(known: Sequence[str]) -> Callable[[str], list[str]]:
         return names
 
     return parse
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser, quick_help: str) -> None:
+    """The options that pick what a bench runs: --quick, --shapes and --directions."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--shapes", type=name_list(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
+    parser.add_argument(
+        "--directions", type=name_list(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)"
+    )

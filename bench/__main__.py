@@ -14,25 +14,29 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras reads it once, at its fir
 
 import numpy as np  # noqa: E402
 
-from bench import QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, extras, lstm_flops, name_list, report  # noqa: E402
+from bench import (  # noqa: E402
+    DIRECTIONS,
+    QUICK_REPEATS,
+    QUICK_SHAPES,
+    SHAPES,
+    Shape,
+    add_workload_arguments,
+    extras,
+    lstm_flops,
+    name_list,
+    report,
+)
 from bench.peers import PEERS, Contender, SkipPeer  # noqa: E402
 from bench.timing import Timing, seconds, time_round_robin  # noqa: E402
 
-DIRECTIONS = {"uni": False, "bi": True}
 STARTED = time.perf_counter()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; see `python -m bench --help`."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats): a smoke run",
-    )
-    parser.add_argument("--shapes", type=name_list(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
-    parser.add_argument(
-        "--directions", type=name_list(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)"
+    add_workload_arguments(
+        parser, f"tiny sizes in seconds (shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats): a smoke run"
     )
     parser.add_argument(
         "--peers",

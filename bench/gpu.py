@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench import SHAPES, Shape, lstm_flops, name_list  # noqa: E402
+from bench import DIRECTIONS, SHAPES, Shape, lstm_flops, name_list  # noqa: E402
 from bench.peers import (  # noqa: E402
     Contender,
     SkipPeer,
@@ -43,7 +43,6 @@ DEEPBENCH = {
     "deepbench-infer": (Shape("deepbench-infer", 4, 150, 256, 256, repeats=10), ("forward",)),
 }
 ALL_SHAPES = {name: (shape, ("forward", "train")) for name, shape in SHAPES.items()} | DEEPBENCH
-DIRECTIONS = {"uni": False, "bi": True}
 BASELINE = "jlstm-cudnn"
 
 

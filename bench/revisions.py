@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench import DIRECTIONS, QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, name_list
+from bench import DIRECTIONS, QUICK_REPEATS, QUICK_SHAPES, SHAPES, Shape, add_workload_arguments
 from bench.report import Table, render_text
 from bench.timing import seconds, time_round_robin
 
@@ -357,14 +357,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--head", default=WORKTREE, help=f"the git ref compared, or {WORKTREE!r}: the working tree as it is (default)"
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a smoke run: shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats, {QUICK_ROUNDS} rounds",
-    )
-    parser.add_argument("--shapes", type=name_list(SHAPES), help=f"comma-separated subset of {','.join(SHAPES)}")
-    parser.add_argument(
-        "--directions", type=name_list(DIRECTIONS), default=list(DIRECTIONS), help="uni,bi (default both)"
+    add_workload_arguments(
+        parser, f"a smoke run: shapes {','.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats, {QUICK_ROUNDS} rounds"
     )
     parser.add_argument("--rounds", type=int, help=f"subprocesses per revision, taking turns (default {ROUNDS})")
     parser.add_argument("--repeats", type=int, help="timed calls per subprocess and measurement (default: per shape)")

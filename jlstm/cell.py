@@ -97,7 +97,7 @@ def _is_tanh_sigmoid(activation: Activation, recurrent_activation: Activation | 
 # LSTM: i, f, c, o; state (h, c).
 
 
-def gate_activations(
+def _gate_activations(
     z: jax.Array, units: int, activation: Activation, recurrent_activation: Activation, axis: int = -1
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """The activated LSTM gates (i, f, c candidate, o) from the pre-activations `z`, whose
@@ -111,7 +111,7 @@ def gate_activations(
 
 def _lstm_activate(cell: Cell, z: jax.Array, state: State, recurrent: Recurrent | None, axis: int):
     _, c = state
-    i, f, g, o = gate_activations(z, c.shape[axis], cell.activation, cell.recurrent_activation, axis)
+    i, f, g, o = _gate_activations(z, c.shape[axis], cell.activation, cell.recurrent_activation, axis)
     c = f * c + i * g
     tanh_c = cell.activation(c)
     return (o * tanh_c, c), (jnp.concatenate([i, f, g, o], axis), tanh_c)

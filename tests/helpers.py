@@ -1,5 +1,8 @@
 """Helpers shared by the test modules."""
 
+import pathlib
+
+import jax
 import numpy as np
 
 from jlstm import scan
@@ -38,3 +41,23 @@ def close(ours, theirs, atol=1e-5):
     for a, b in zip(ours, theirs):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
+
+
+def jitter(params, seed=0):
+    """`params` plus noise: jlstm initialises biases to zeros, and a test must see them."""
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    r = np.random.default_rng(seed)
+    noisy = [leaf + r.normal(scale=0.3, size=leaf.shape).astype(np.float32) for leaf in leaves]
+    return jax.tree_util.tree_unflatten(tree, noisy)
+
+
+def readme_param_counts(library):
+    """The row of README's param-count table whose first cell starts with `library`, as
+    {column: count} (the table in "Bringing weights in"; the interop tests measure it)."""
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## Bringing weights in", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in section.splitlines()]
+    rows = [row for row in rows if len(row) > 2]
+    header = rows[0]
+    (row,) = [row for row in rows if row[0].startswith(library)]
+    return {column: int(cell) for column, cell in zip(header, row) if cell.isdigit()}

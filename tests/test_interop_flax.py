@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import B, F, T, U, close, data
+from helpers import B, F, T, U, close, data, readme_param_counts
 
 import jlstm
 from jlstm import interop
@@ -12,7 +12,10 @@ from jlstm import interop
 nn = pytest.importorskip("flax.linen")
 
 
-@pytest.mark.parametrize("cell_type,reverse", [("LSTMCell", False), ("OptimizedLSTMCell", True)])
+@pytest.mark.parametrize(
+    "cell_type,reverse",
+    [("LSTMCell", False), ("OptimizedLSTMCell", True), ("GRUCell", False), ("GRUCell", True), ("SimpleCell", True)],
+)
 def test_from_flax_rnn_matches(cell_type, reverse):
     rnn = nn.RNN(getattr(nn, cell_type)(U), reverse=reverse)
     x = data(10)
@@ -23,14 +26,55 @@ def test_from_flax_rnn_matches(cell_type, reverse):
     close(layer.apply(params, x), rnn.apply(variables, x))
 
 
-def test_from_flax_cell_with_its_own_gates():
-    cell = nn.LSTMCell(U, gate_fn=jax.nn.hard_sigmoid, activation_fn=jax.nn.relu)
+@pytest.mark.parametrize(
+    "cell,type_name,more",
+    [
+        (nn.LSTMCell(U, gate_fn=jax.nn.hard_sigmoid, activation_fn=jax.nn.relu), "LSTM", 0),
+        # jlstm's reset_after GRU keeps recurrent biases for z and r too, zeros from Flax
+        (nn.GRUCell(U, gate_fn=jax.nn.hard_sigmoid, activation_fn=jax.nn.relu), "GRU", 2 * U),
+        (nn.SimpleCell(U, activation_fn=jax.nn.relu), "SimpleRNN", 0),
+    ],
+    ids=["lstm", "gru", "simple"],
+)
+def test_from_flax_cell_with_its_own_gates(cell, type_name, more):
     rnn = nn.RNN(cell)
     x = data(11)
-    variables = rnn.init(jax.random.key(1), x)
+    variables = jax.tree_util.tree_map(lambda p: p - 0.2, rnn.init(jax.random.key(1), x))
     layer, params = interop.from_flax(cell, variables["params"]["cell"])
-    assert layer.type_name == "LSTM" and jlstm.count_params(params) == jlstm.count_params(variables)
+    assert layer.type_name == type_name and jlstm.count_params(params) == jlstm.count_params(variables) + more
+    assert layer.config["activation"] is jax.nn.relu
     close(layer.apply(params, x), rnn.apply(variables, x))
+
+
+def abstract_init(module, x):
+    """The module's variables as shapes: what a test of the params' layout needs, without compiling."""
+    return jax.eval_shape(module.init, jax.random.key(0), x)
+
+
+def test_from_flax_gru_bias_rows():
+    cell = nn.GRUCell(U)
+    r = np.random.default_rng(3)
+    shapes = abstract_init(nn.RNN(cell), data(3))["params"]["cell"]
+    p = jax.tree_util.tree_map(lambda s: r.normal(size=s.shape).astype(np.float32), shapes)
+    layer, params = interop.from_flax(cell, p)
+    assert layer.config["reset_after"] is True
+    np.testing.assert_array_equal(params["bias"][0], np.concatenate([p[g]["bias"] for g in ("iz", "ir", "in")]))
+    np.testing.assert_array_equal(params["bias"][1], np.concatenate([np.zeros(2 * U), p["hn"]["bias"]]))
+
+
+def test_param_counts_in_readme():
+    """Flax linen's and NNX's own counts of their cells on 3 features with 5 units."""
+    from flax import nnx
+
+    x = jnp.ones((2, 7, 3))
+    linen = {"GRU": nn.GRUCell(5), "LSTM": nn.LSTMCell(5), "SimpleRNN": nn.SimpleCell(5)}
+    counts = {name: jlstm.count_params(abstract_init(nn.RNN(cell), x)) for name, cell in linen.items()}
+    assert counts == readme_param_counts("Flax linen")
+    cells = {"GRU": nnx.GRUCell, "LSTM": nnx.LSTMCell, "SimpleRNN": nnx.SimpleCell}
+    modules = {name: nnx.eval_shape(lambda make=make: make(3, 5, rngs=nnx.Rngs(0))) for name, make in cells.items()}
+    states = {name: nnx.state(module, nnx.Param) for name, module in modules.items()}
+    counts = {name: sum(leaf.size for leaf in jax.tree_util.tree_leaves(state)) for name, state in states.items()}
+    assert counts == readme_param_counts("Flax NNX")
 
 
 def test_from_flax_bidirectional_matches():
@@ -42,11 +86,29 @@ def test_from_flax_bidirectional_matches():
     close(layer.apply(params, x), bi.apply(variables, x))
 
 
+def test_from_flax_bidirectional_gru_and_simple_cell_matches():
+    bi = nn.Bidirectional(nn.RNN(nn.GRUCell(U)), nn.RNN(nn.SimpleCell(3)))
+    x = data(15)
+    variables = jax.tree_util.tree_map(lambda p: p + 0.1, bi.init(jax.random.key(4), x))
+    layer, params = interop.from_flax(bi, variables)
+    assert [layer.config["layer"].type_name, layer.config["backward_layer"].type_name] == ["GRU", "SimpleRNN"]
+    close(layer.apply(params, x), bi.apply(variables, x))
+
+
 def test_from_flax_rejects_unsupported():
     x = data(13)
+    mgu = nn.RNN(nn.MGUCell(U))
+    with pytest.raises(TypeError, match="expected an LSTMCell, OptimizedLSTMCell, GRUCell, SimpleCell, .*got MGUCell"):
+        interop.from_flax(mgu, abstract_init(mgu, x))
+    residual = nn.RNN(nn.SimpleCell(U, residual=True))
+    with pytest.raises(ValueError, match="SimpleCell: residual=True is not supported"):
+        interop.from_flax(residual, abstract_init(residual, x))
     gru = nn.RNN(nn.GRUCell(U))
-    with pytest.raises(TypeError, match="got GRUCell"):
-        interop.from_flax(gru, gru.init(jax.random.key(0), x))
+    cell = abstract_init(gru, x)["params"]["cell"]
+    with pytest.raises(
+        ValueError, match=r"GRUCell hr: expected params with keys \['kernel'\], got \['bias', 'kernel'\]"
+    ):
+        interop.from_flax(gru, {"cell": {**cell, "hr": {**cell["hr"], "bias": jnp.zeros(U)}}})
     kept = nn.RNN(nn.LSTMCell(U), reverse=True, keep_order=True)
     with pytest.raises(ValueError, match="keep_order=True"):
         interop.from_flax(kept, kept.init(jax.random.key(0), x))

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import B, F, T, U, close, data
+from helpers import B, F, T, U, close, data, jitter, readme_param_counts
 
 import jlstm
 from jlstm import interop
@@ -66,6 +66,24 @@ def test_keras_sequential_with_masking_matches():
     assert f"Total params: {kmodel.count_params():,}" in table
 
 
+def test_keras_gru_and_simple_rnn_sequential_matches():
+    kmodel = keras.Sequential(
+        [
+            keras.Input((T, F)),
+            keras.layers.Masking(0.0),
+            keras.layers.GRU(U, return_sequences=True, reset_after=False),
+            keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True, activation="relu")),
+            keras.layers.GRU(2, recurrent_dropout=0.1),
+        ]
+    )
+    randomize(kmodel, seed=5)
+    layer, params = interop.from_keras(kmodel)
+    assert [sub.type_name for sub in layer.sublayers] == ["Masking", "GRU", "Bidirectional", "GRU"]
+    assert layer.sublayers[1].config["reset_after"] is False and layer.sublayers[3].config["reset_after"] is True
+    assert jlstm.count_params(params) == kmodel.count_params()
+    close(layer.apply(params, padded(5)), kmodel(padded(5)))
+
+
 def test_keras_functional_chain_matches():
     inp = keras.Input((T, F))
     h = keras.layers.LSTM(U, return_sequences=True, go_backwards=True)(keras.layers.Masking(0.0)(inp))
@@ -94,8 +112,32 @@ def test_keras_functional_chain_matches():
             backward_layer=keras.layers.LSTM(3, return_sequences=True, go_backwards=True, activation="relu"),
             merge_mode="concat",
         ),
+        lambda: keras.layers.GRU(
+            U, return_sequences=True, return_state=True, go_backwards=True, recurrent_activation="hard_sigmoid"
+        ),
+        lambda: keras.layers.GRU(U, reset_after=False, activation="relu"),
+        lambda: keras.layers.GRU(U, use_bias=False),
+        lambda: keras.layers.SimpleRNN(U, return_sequences=True, return_state=True, activation="softsign"),
+        lambda: keras.layers.SimpleRNN(U, go_backwards=True, use_bias=False),
+        lambda: keras.layers.Bidirectional(keras.layers.GRU(U, return_state=True, reset_after=False), merge_mode=None),
+        lambda: keras.layers.Bidirectional(
+            keras.layers.GRU(U, return_sequences=True),
+            backward_layer=keras.layers.SimpleRNN(3, return_sequences=True, go_backwards=True),
+        ),
     ],
-    ids=["lstm-state-backwards", "lstm-no-bias", "bi-state-none", "bi-custom-backward"],
+    ids=[
+        "lstm-state-backwards",
+        "lstm-no-bias",
+        "bi-state-none",
+        "bi-custom-backward",
+        "gru-state-backwards",
+        "gru-reset-before",
+        "gru-no-bias",
+        "simple-rnn-state",
+        "simple-rnn-backwards-no-bias",
+        "bi-gru-state-none",
+        "bi-gru-simple-rnn-backward",
+    ],
 )
 def test_keras_single_layers_match(make):
     klayer = make()
@@ -123,6 +165,33 @@ def test_keras_config_maps_to_jlstm_arguments():
     assert (cfg["unroll"], cfg["unit_forget_bias"], cfg["name"]) == (True, False, "enc")
     assert (cfg["kernel_initializer"], cfg["recurrent_initializer"]) == ("he_normal", "zeros")
     assert cfg["use_cudnn"] is False and interop.to_keras(layer, params).use_cudnn is False
+    gru = keras.layers.GRU(U, reset_after=False, use_cudnn=False, unroll=True, kernel_initializer="orthogonal")
+    gru.build((None, T, F))
+    layer, params = interop.from_keras(gru)
+    cfg = layer.config
+    assert (cfg["reset_after"], cfg["use_cudnn"], cfg["unroll"], cfg["kernel_initializer"]) == (
+        False,
+        False,
+        True,
+        "orthogonal",
+    )
+    back = interop.to_keras(layer, params)
+    assert (back.reset_after, back.use_cudnn, back.unroll) == (False, False, True)
+
+
+def test_param_counts_in_readme():
+    """Keras's count and jlstm's of the same layer, each library counting its own tree."""
+    layers = {
+        "GRU": (keras.layers.GRU(5), jlstm.GRU(5)),
+        "GRU, reset_after=False": (keras.layers.GRU(5, reset_after=False), jlstm.GRU(5, reset_after=False)),
+        "LSTM": (keras.layers.LSTM(5), jlstm.LSTM(5)),
+        "SimpleRNN": (keras.layers.SimpleRNN(5), jlstm.SimpleRNN(5)),
+    }
+    for klayer, _ in layers.values():
+        klayer.build((None, None, 3))
+    assert {name: k.count_params() for name, (k, _) in layers.items()} == readme_param_counts("Keras 3")
+    ours = {name: jlstm.count_params(layer, (None, 7, 3)) for name, (_, layer) in layers.items()}
+    assert ours == readme_param_counts("jlstm")
 
 
 def test_keras_bidirectional_keeps_a_custom_backward_layer_only_when_custom():
@@ -160,6 +229,29 @@ def test_to_keras_round_trip():
     close(back.apply(back_params, x), model.apply(params, x))
 
 
+def test_to_keras_round_trip_gru_and_simple_rnn():
+    model = jlstm.Sequential(
+        [
+            jlstm.Masking(0.0),
+            jlstm.GRU(U, return_sequences=True, reset_after=False),
+            jlstm.Bidirectional(
+                jlstm.GRU(3, return_sequences=True, recurrent_activation="hard_sigmoid"),
+                backward_layer=jlstm.SimpleRNN(3, return_sequences=True, go_backwards=True, activation="relu"),
+            ),
+            jlstm.SimpleRNN(4, use_bias=False),
+        ]
+    )
+    _, params = model.init(jax.random.key(2), (None, T, F))
+    params = jitter(params)
+    kmodel = interop.to_keras(model, params)
+    assert kmodel.count_params() == jlstm.count_params(params)
+    x = padded(6)
+    close(model.apply(params, x), kmodel(x))
+    back, back_params = interop.from_keras(kmodel)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, params)
+    assert back.sublayers[2].config["backward_layer"].type_name == "SimpleRNN"
+
+
 def test_to_keras_single_layer():
     layer = jlstm.Bidirectional(jlstm.LSTM(U, return_sequences=True, return_state=True), merge_mode="mul")
     _, params = layer.init(jax.random.key(1), (None, T, F))
@@ -184,14 +276,23 @@ def test_from_keras_rejects_unsupported():
     class MyLSTM(keras.layers.LSTM):
         pass
 
+    class MyGRU(keras.layers.GRU):
+        pass
+
+    generic = keras.layers.RNN(keras.layers.GRUCell(U))
     cases = [
-        (built(keras.layers.GRU(U)), TypeError, r"GRU 'gru.*': unsupported layer; expected one of"),
+        (built(generic), TypeError, r"RNN 'rnn.*': unsupported layer; expected one of \['InputLayer', 'LSTM', 'GRU'"),
         (
-            built(keras.layers.Bidirectional(keras.layers.GRU(U))),
+            built(keras.layers.Bidirectional(keras.layers.RNN(keras.layers.LSTMCell(U)))),
             TypeError,
-            "expected an LSTM as forward_layer, got GRU",
+            "expected an LSTM, GRU or SimpleRNN as forward_layer, got RNN",
         ),
         (built_with_batch(keras.layers.LSTM(U, stateful=True)), ValueError, "stateful=True is not supported"),
+        (built_with_batch(keras.layers.GRU(U, stateful=True)), ValueError, "GRU .*stateful=True is not supported"),
+        (built(keras.layers.SimpleRNN(U, stateful=False, activation=my_activation)), ValueError, "'my_activation'"),
+        (built(keras.layers.GRU(U, recurrent_activation=my_activation)), ValueError, "recurrent_activation: expected"),
+        (built(keras.layers.SimpleRNN(U, zero_output_for_mask=True)), ValueError, "zero_output_for_mask=True"),
+        (built(MyGRU(U)), TypeError, "MyGRU .*unsupported layer"),
         (built(keras.layers.LSTM(U, activation=my_activation)), ValueError, "custom or unsupported 'my_activation'"),
         (built(keras.layers.LSTM(U, activation=lambda x: x)), ValueError, "unsupported '<lambda>'"),
         (built(keras.layers.LSTM(U, activation=eval("lambda x: x"))), TypeError, "cannot read its config"),
@@ -223,9 +324,9 @@ def test_from_keras_rejects_a_model_that_is_not_a_chain():
         interop.from_keras(Subclassed())
     one = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U)])
     assert interop.from_keras(one)[0].type_name == "Sequential"  # a model stays a model
-    gru = keras.Sequential([keras.Input((T, F)), keras.layers.GRU(U)])
-    with pytest.raises(TypeError, match="GRU"):
-        interop.from_keras(gru)
+    generic = keras.Sequential([keras.Input((T, F)), keras.layers.RNN(keras.layers.SimpleRNNCell(U))])
+    with pytest.raises(TypeError, match="RNN .*unsupported layer"):
+        interop.from_keras(generic)
 
 
 def test_to_keras_rejects_what_keras_cannot_name():
@@ -236,3 +337,13 @@ def test_to_keras_rejects_what_keras_cannot_name():
     good = jlstm.LSTM(U)
     with pytest.raises(ValueError, match=r"expected params\['recurrent_kernel'\] of shape \(5, 20\), got \(4, 20\)"):
         interop.to_keras(good, {**params, "recurrent_kernel": jnp.zeros((4, 20))})
+    gru = jlstm.GRU(U, recurrent_activation=jax.nn.log_sigmoid)
+    _, params = gru.init(jax.random.key(0), (None, T, F))
+    with pytest.raises(TypeError, match=r"GRU recurrent_activation: expected one of .* by name, got the callable"):
+        interop.to_keras(gru, params)
+    with pytest.raises(ValueError, match=r"expected params\['bias'\] of shape \(2, 15\), got \(15,\)"):
+        interop.to_keras(jlstm.GRU(U), {**params, "bias": jnp.zeros(15)})
+    simple = jlstm.SimpleRNN(U, kernel_initializer=lambda key, shape, dtype: jnp.zeros(shape, dtype))
+    _, params = simple.init(jax.random.key(0), (None, T, F))
+    with pytest.raises(TypeError, match="SimpleRNN kernel_initializer: expected one of"):
+        interop.to_keras(simple, params)

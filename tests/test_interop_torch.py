@@ -1,9 +1,9 @@
-"""Weights in and out against PyTorch: from_torch and to_torch, between torch.nn.LSTM and jlstm."""
+"""Weights in and out against PyTorch: from_torch and to_torch, between torch.nn.LSTM, GRU, RNN and jlstm."""
 
 import jax
 import numpy as np
 import pytest
-from helpers import F, T, U, close, data
+from helpers import F, T, U, close, data, jitter, readme_param_counts
 
 import jlstm
 from jlstm import interop
@@ -20,28 +20,46 @@ def torch_out(module, x):
 
 
 @pytest.mark.parametrize(
-    "num_layers,bidirectional,batch_first,bias",
-    [(1, True, False, True), (2, False, True, False), (3, True, True, True)],
+    "module_type,num_layers,bidirectional,batch_first,bias,extra",
+    [
+        ("LSTM", 1, True, False, True, {}),
+        ("LSTM", 2, False, True, False, {}),
+        ("LSTM", 3, True, True, True, {}),
+        ("GRU", 1, False, True, True, {}),
+        ("GRU", 2, True, False, True, {}),
+        ("GRU", 2, False, True, False, {}),
+        ("RNN", 2, True, True, True, {}),
+        ("RNN", 1, False, False, True, {"nonlinearity": "relu"}),
+    ],
 )
-def test_from_torch_matches(num_layers, bidirectional, batch_first, bias):
+def test_from_torch_matches(module_type, num_layers, bidirectional, batch_first, bias, extra):
     torch.manual_seed(0)
-    module = torch.nn.LSTM(
-        F, U, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias
+    module = getattr(torch.nn, module_type)(
+        F, U, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias, **extra
     ).eval()
     layer, params = interop.from_torch(module)
     x = data(5)
     close(layer.apply(params, x), torch_out(module, x))
-    lstms = [layer] if num_layers == 1 else list(layer.sublayers)
-    assert [sub.type_name for sub in lstms] == ["Bidirectional" if bidirectional else "LSTM"] * num_layers
+    recurrent = [layer] if num_layers == 1 else list(layer.sublayers)
+    jlstm_type = {"LSTM": "LSTM", "GRU": "GRU", "RNN": "SimpleRNN"}[module_type]
+    assert [sub.type_name for sub in recurrent] == ["Bidirectional" if bidirectional else jlstm_type] * num_layers
 
 
-def test_from_torch_counts_one_bias():
-    module = torch.nn.LSTM(3, 5)  # the seed layer: 200 torch params, 180 Keras ones
-    _, params = interop.from_torch(module)
-    assert sum(p.numel() for p in module.parameters()) == 200 and jlstm.count_params(params) == 180
-    deep = torch.nn.LSTM(F, U, num_layers=2, bidirectional=True)
+def test_param_counts_in_readme():
+    """torch counts both of its biases; jlstm, as Keras, the one an LSTM or RNN acts by (their
+    sum), and both of a GRU's, whose recurrent one sits inside r * (...)."""
+    modules = {"LSTM": torch.nn.LSTM(3, 5), "GRU": torch.nn.GRU(3, 5), "SimpleRNN": torch.nn.RNN(3, 5)}
+    theirs = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
+    ours = {name: jlstm.count_params(interop.from_torch(module)[1]) for name, module in modules.items()}
+    assert theirs == readme_param_counts("PyTorch")
+    assert ours == {k: v for k, v in readme_param_counts("jlstm").items() if k in ours}
+
+
+@pytest.mark.parametrize("module_type,gates", [("LSTM", 4), ("GRU", 0), ("RNN", 1)])
+def test_from_torch_counts_the_biases_it_folds(module_type, gates):
+    deep = getattr(torch.nn, module_type)(F, U, num_layers=2, bidirectional=True)
     _, params = interop.from_torch(deep)
-    folded = 4 * U * deep.num_layers * 2  # bias_hh, per layer and direction
+    folded = gates * U * deep.num_layers * 2  # bias_hh, per layer and direction
     assert sum(p.numel() for p in deep.parameters()) - folded == jlstm.count_params(params)
 
 
@@ -60,8 +78,8 @@ def test_from_torch_dropout_between_layers():
 def test_from_torch_rejects_unsupported():
     with pytest.raises(ValueError, match="proj_size=2 is not supported"):
         interop.from_torch(torch.nn.LSTM(F, U, proj_size=2))
-    with pytest.raises(TypeError, match="expected a torch.nn.LSTM, got GRU"):
-        interop.from_torch(torch.nn.GRU(F, U))
+    with pytest.raises(TypeError, match="expected a torch.nn.LSTM, GRU or RNN, got GRUCell"):
+        interop.from_torch(torch.nn.GRUCell(F, U))
 
 
 @pytest.mark.parametrize(
@@ -78,16 +96,29 @@ def test_from_torch_rejects_unsupported():
         lambda: jlstm.Sequential(
             [jlstm.LSTM(U, return_sequences=True), jlstm.Sequential([jlstm.LSTM(U, return_sequences=True)])]
         ),
+        lambda: jlstm.GRU(U, return_sequences=True),
+        lambda: jlstm.Sequential(
+            [
+                jlstm.Bidirectional(jlstm.GRU(U, return_sequences=True)),
+                jlstm.Dropout(0.1),
+                jlstm.Bidirectional(jlstm.GRU(U, return_sequences=True)),
+            ]
+        ),
+        lambda: jlstm.SimpleRNN(U, return_sequences=True, use_bias=False),
+        lambda: jlstm.Sequential(
+            [jlstm.Bidirectional(jlstm.SimpleRNN(U, return_sequences=True, activation="relu"))] * 2
+        ),
     ],
-    ids=["lstm", "bi-stack", "nested"],
+    ids=["lstm", "bi-stack", "nested", "gru", "gru-bi-stack", "simple-rnn", "simple-rnn-relu-bi-stack"],
 )
 def test_to_torch_round_trip(make):
     layer = make()
     _, params = layer.init(jax.random.key(7), (None, T, F))
+    params = jitter(params)
     module = interop.to_torch(layer, params)
-    assert module.batch_first and all(
-        torch.count_nonzero(v) == 0 for k, v in module.state_dict().items() if k.startswith("bias_hh")
-    )
+    bias_hh = [v for k, v in module.state_dict().items() if k.startswith("bias_hh")]
+    # torch's GRU holds the recurrent bias row; for the others jlstm has one bias, in bias_ih
+    assert module.batch_first and (module.mode == "GRU" or all(torch.count_nonzero(v) == 0 for v in bias_hh))
     x = data(8)
     close(layer.apply(params, x), torch_out(module.eval(), x))
     back, back_params = interop.from_torch(module)
@@ -96,13 +127,15 @@ def test_to_torch_round_trip(make):
     jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, flat)
 
 
-def test_to_torch_last_state_is_h_n():
-    layer = jlstm.LSTM(U)
+@pytest.mark.parametrize("make", [jlstm.LSTM, jlstm.GRU, jlstm.SimpleRNN])
+def test_to_torch_last_state_is_h_n(make):
+    layer = make(U)
     _, params = layer.init(jax.random.key(9), (None, T, F))
-    module = interop.to_torch(layer, params)
+    module = interop.to_torch(layer, jitter(params))
     with torch.no_grad():
-        h_n = module(torch.from_numpy(data(9)))[1][0][-1].numpy()
-    close(layer.apply(params, data(9)), h_n)
+        state = module(torch.from_numpy(data(9)))[1]
+    h_n = state[0] if isinstance(state, tuple) else state  # an LSTM's is (h_n, c_n)
+    close(layer.apply(jitter(params), data(9)), h_n[-1].numpy())
 
 
 @pytest.mark.parametrize(
@@ -113,11 +146,39 @@ def test_to_torch_last_state_is_h_n():
         (lambda: jlstm.LSTM(U, dropout=0.1), ValueError, "dropout=0.0, got 0.1"),
         (lambda: jlstm.Bidirectional(jlstm.LSTM(U), merge_mode="sum"), ValueError, "merge_mode='concat'"),
         (lambda: jlstm.Sequential([jlstm.LSTM(U, return_sequences=True), jlstm.LSTM(3)]), ValueError, "units=5, got 3"),
-        (lambda: jlstm.Sequential([jlstm.LSTM(U), jlstm.Dense(1)]), TypeError, "nn.LSTM has no Dense"),
+        (lambda: jlstm.Sequential([jlstm.LSTM(U), jlstm.Dense(1)]), TypeError, "nn.RNN have no Dense"),
         (lambda: jlstm.Sequential([jlstm.Dropout(0.1), jlstm.LSTM(U)]), ValueError, "between every two"),
+        (lambda: jlstm.GRU(U, reset_after=False), ValueError, "nn.GRU needs GRU reset_after=True, got False"),
+        (
+            lambda: jlstm.GRU(U, recurrent_activation="hard_sigmoid"),
+            ValueError,
+            "needs GRU recurrent_activation='sigmoid', got 'hard_sigmoid'",
+        ),
+        (
+            lambda: jlstm.SimpleRNN(U, activation="sigmoid"),
+            ValueError,
+            "nn.RNN needs SimpleRNN activation='tanh' or 'relu', got 'sigmoid'",
+        ),
+        (
+            lambda: jlstm.Sequential(
+                [jlstm.SimpleRNN(U, return_sequences=True), jlstm.SimpleRNN(U, activation="relu")]
+            ),
+            ValueError,
+            "needs SimpleRNN activation='tanh', got 'relu'",
+        ),
+        (
+            lambda: jlstm.Sequential([jlstm.LSTM(U, return_sequences=True), jlstm.GRU(U)]),
+            ValueError,
+            r"of one type .*got \['LSTM', 'GRU'\]",
+        ),
+        (
+            lambda: jlstm.Bidirectional(jlstm.GRU(U), backward_layer=jlstm.SimpleRNN(U, go_backwards=True)),
+            ValueError,
+            r"got \['GRU', 'SimpleRNN'\]",
+        ),
     ],
 )
-def test_to_torch_rejects_what_nn_lstm_cannot_hold(make, error, message):
+def test_to_torch_rejects_what_torch_cannot_hold(make, error, message):
     layer = make()
     _, params = layer.init(jax.random.key(0), (None, T, F))
     with pytest.raises(error, match=message):

@@ -1,4 +1,4 @@
-"""Weights in and out: Keras 3, PyTorch and Flax LSTMs as jlstm layers, and back.
+"""Weights in and out: Keras 3, PyTorch and Flax LSTMs, GRUs and simple RNNs as jlstm layers, and back.
 
 Each `from_*` returns `(layer, params)`: a jlstm layer with the same configuration and
 the other library's weights in jlstm's (Keras's) layout, so `layer.apply(params, x)`

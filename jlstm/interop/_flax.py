@@ -3,30 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jlstm.combinators import Bidirectional
-from jlstm.layers import LSTM, Layer, Params
+from jlstm.layers import RECURRENT, Layer, Params
 
-_FLAX_GATES = ("i", "f", "g", "o")  # Flax's gate names, in Keras's order i, f, c, o
+
+class _FlaxCell(NamedTuple):
+    """How a Flax linen cell's per-gate Dense params ("i" + gate on the input, "h" + gate on
+    the state) make a jlstm layer's."""
+
+    type_name: str  # the jlstm layer
+    gates: tuple[str, ...]  # Flax's gate names, in Keras's order
+    biased: tuple[str, ...]  # the Dense params with a bias
+    fixed: Mapping[str, Any]  # the jlstm arguments Flax's math fixes
+    activations: Mapping[str, str]  # jlstm's activation argument -> the cell's attribute
+
+
+_GATE_FNS = {"activation": "activation_fn", "recurrent_activation": "gate_fn"}
+_LSTM_CELL = _FlaxCell("LSTM", ("i", "f", "g", "o"), ("hi", "hf", "hg", "ho"), {"unit_forget_bias": False}, _GATE_FNS)
+_FLAX_CELLS = {
+    "LSTMCell": _LSTM_CELL,
+    "OptimizedLSTMCell": _LSTM_CELL,
+    # Keras's z, r, h; the candidate's recurrent bias (hn's) sits inside r * (...): reset_after.
+    "GRUCell": _FlaxCell("GRU", ("z", "r", "n"), ("iz", "ir", "in", "hn"), {"reset_after": True}, _GATE_FNS),
+    "SimpleCell": _FlaxCell("SimpleRNN", ("",), ("i",), {}, {"activation": "activation_fn"}),
+}
 
 
 def from_flax(module: Any, params: Params) -> tuple[Layer, Params]:
-    """A Flax linen LSTM and its params as `(layer, params)`, with equal outputs.
+    """A Flax linen LSTM, GRU or simple RNN and its params as `(layer, params)`, with equal outputs.
 
-    `module` is an `nn.LSTMCell` or `nn.OptimizedLSTMCell` (both keep per-gate Dense
-    params ii, if, ig, io without bias and hi, hf, hg, ho with bias), an `nn.RNN` of one
-    (`reverse=True` becomes go_backwards; keep_order=True with reverse is not
-    supported), or an `nn.Bidirectional` of two with the default concatenating merge.
-    `params` is the module's params, or its variables `{"params": ...}`. A cell comes
-    back as `LSTM(features, return_sequences=True)` with the cell's gate_fn as
-    recurrent_activation and activation_fn as activation, as `nn.RNN(cell)` runs it.
+    `module` is a cell, an `nn.RNN` of one (`reverse=True` becomes go_backwards;
+    keep_order=True with reverse is not supported), or an `nn.Bidirectional` of two with
+    the default concatenating merge. `params` is the module's params, or its variables
+    `{"params": ...}`. A cell comes back as a jlstm layer with `return_sequences=True`,
+    the cell's activation_fn as activation and gate_fn as recurrent_activation, as
+    `nn.RNN(cell)` runs it:
+
+    - `nn.LSTMCell` or `nn.OptimizedLSTMCell` (Dense params ii, if, ig, io without bias
+      and hi, hf, hg, ho with bias): an `LSTM`, bias the hidden side's.
+    - `nn.GRUCell` (ir, iz, in with bias, hr, hz without, hn with): a `GRU` with
+      `reset_after=True` (Flax's n is its candidate), bias (2, 3U) with the rows
+      `[iz, ir, in]` and `[0, 0, hn]`; Flax has no recurrent bias for z and r (it would
+      add to the input ones), so the jlstm layer counts 2U params more.
+    - `nn.SimpleCell` (i with bias, h without): a `SimpleRNN`; `residual=True` is not
+      supported.
 
     The jlstm layer takes batch-major inputs: with `time_major=True`, transpose. Flax's
-    carry is `(c, h)`; jlstm's `initial_state` and returned state are `(h, c)`.
+    LSTM carry is `(c, h)`; jlstm's `initial_state` and returned state are `(h, c)`. A
+    GRU's and a simple cell's carry is `h`, as jlstm's.
 
     >>> import jax, jax.numpy as jnp, flax.linen as nn
     >>> rnn = nn.RNN(nn.OptimizedLSTMCell(5))
@@ -73,28 +103,38 @@ def _from_flax_rnn(rnn: Any, params: Any, nn: Any, *, reverse: bool) -> tuple[La
 
 def _from_flax_cell(cell: Any, params: Any, nn: Any, **kwargs: Any) -> tuple[Layer, Params]:
     kind = type(cell).__name__
-    if type(cell) not in (nn.LSTMCell, nn.OptimizedLSTMCell):
-        raise TypeError(f"from_flax: expected an LSTMCell, OptimizedLSTMCell, RNN or Bidirectional, got {kind}")
-    what = f"from_flax: {kind}"
-    _expect_keys(params, [f"{s}{g}" for s in "ih" for g in _FLAX_GATES], what)
-    gather = lambda side, key: jnp.concatenate(  # noqa: E731
-        [jnp.asarray(params[f"{side}{g}"][key]) for g in _FLAX_GATES], axis=-1
-    )
-    layer = LSTM(
+    if kind not in _FLAX_CELLS or type(cell) is not getattr(nn, kind):
+        expected = ", ".join(_FLAX_CELLS)
+        raise TypeError(f"from_flax: expected an {expected}, RNN or Bidirectional, got {kind}")
+    flax_cell, what = _FLAX_CELLS[kind], f"from_flax: {kind}"
+    if getattr(cell, "residual", False):
+        raise ValueError(f"{what}: residual=True is not supported (expected False)")
+    names = [f"{side}{gate}" for side in "ih" for gate in flax_cell.gates]
+    _expect_keys(params, names, what)
+    for name in names:
+        _expect_keys(params[name], ("kernel", "bias") if name in flax_cell.biased else ("kernel",), f"{what} {name}")
+    layer = RECURRENT[flax_cell.type_name](
         cell.features,
         return_sequences=True,
-        activation=cell.activation_fn,
-        recurrent_activation=cell.gate_fn,
+        **{arg: getattr(cell, attribute) for arg, attribute in flax_cell.activations.items()},
         kernel_initializer=cell.kernel_init,
         recurrent_initializer=cell.recurrent_kernel_init,
         bias_initializer=cell.bias_init,
-        unit_forget_bias=False,
+        **flax_cell.fixed,
         **kwargs,
     )
+
+    def gathered(side: str, key: str) -> jax.Array:
+        """One side's `key` params of every gate in Keras's order, zeros for a bias it lacks."""
+        dense = [params[f"{side}{gate}"] for gate in flax_cell.gates]
+        zeros = lambda d: jnp.zeros_like(jnp.asarray(d["kernel"])[0])  # noqa: E731
+        return jnp.concatenate([jnp.asarray(d[key]) if key in d else zeros(d) for d in dense], axis=-1)
+
+    bias = gathered("i", "bias"), gathered("h", "bias")
     return layer, {
-        "kernel": gather("i", "kernel"),
-        "recurrent_kernel": gather("h", "kernel"),
-        "bias": gather("h", "bias"),
+        "kernel": gathered("i", "kernel"),
+        "recurrent_kernel": gathered("h", "kernel"),
+        "bias": jnp.stack(bias) if layer.spec.cell.split_bias else bias[0] + bias[1],
     }
 
 

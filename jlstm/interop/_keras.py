@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +22,7 @@ from jlstm.interop._common import (
     _name_of,
     _replace,
 )
-from jlstm.layers import LSTM, Dense, Dropout, Layer, Masking, Params
+from jlstm.layers import RECURRENT, Dense, Dropout, Layer, Masking, Params
 
 
 def _import_keras() -> Any:
@@ -33,19 +33,52 @@ def _import_keras() -> Any:
     return keras
 
 
-_KERAS_TYPES = ("InputLayer", "LSTM", "Bidirectional", "Dense", "Dropout", "Masking")
+class _KerasRecurrent(NamedTuple):
+    """What a recurrent layer's Keras arguments hold beyond those all three share."""
+
+    same: tuple[str, ...]  # carried as they are
+    activations: tuple[str, ...]
+    use_cudnn: bool  # Keras's layer has use_cudnn (an attribute: get_config leaves it out)
+
+
+_RECURRENT_SAME = (
+    "units",
+    "return_sequences",
+    "return_state",
+    "go_backwards",
+    "use_bias",
+    "dropout",
+    "recurrent_dropout",
+    "name",
+)
+_GATED = ("activation", "recurrent_activation")
+_KERAS_RECURRENT = {
+    "LSTM": _KerasRecurrent(("unit_forget_bias",), _GATED, True),
+    "GRU": _KerasRecurrent(("reset_after",), _GATED, True),
+    "SimpleRNN": _KerasRecurrent((), ("activation",), False),
+}
+# Each recurrent layer's initializers, with jlstm's default for one it has no name for.
+_RECURRENT_INITIALIZERS = {
+    "kernel_initializer": "glorot_uniform",
+    "recurrent_initializer": "orthogonal",
+    "bias_initializer": "zeros",
+}
+_KERAS_TYPES = ("InputLayer", *_KERAS_RECURRENT, "Bidirectional", "Dense", "Dropout", "Masking")
+# The weights of a layer that has some, in Keras's get_weights order (then the bias, if any).
+_KERAS_WEIGHTS = {name: ("kernel", "recurrent_kernel") for name in RECURRENT} | {"Dense": ("kernel",)}
 
 
 def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
     """A built Keras 3 model or layer as `(layer, params)`, with equal outputs.
 
     Supported: a model (Sequential or functional) that is a chain of InputLayer, LSTM,
-    Bidirectional(LSTM) (custom backward_layer included), Dense, Dropout and Masking
-    layers, which comes back as a `jlstm.Sequential` (a Masking layer's mask flows to
-    the layers after it, as in Keras); a single layer comes back as that jlstm layer.
-    Each layer's config maps to jlstm's arguments. Anything else (a GRU, a custom
-    subclass, `stateful=True`, an activation jlstm has no name for, a dtype policy other
-    than float32) is a TypeError/ValueError naming it. Initializers carry over by name
+    GRU (either reset_after), SimpleRNN, Bidirectional over one of those three (custom
+    backward_layer included), Dense, Dropout and Masking layers, which comes back as a
+    `jlstm.Sequential` (a Masking layer's mask flows to the layers after it, as in
+    Keras); a single layer comes back as that jlstm layer. Each layer's config maps to
+    jlstm's arguments. Anything else (a generic `keras.layers.RNN`, a custom subclass,
+    `stateful=True`, an activation jlstm has no name for, a dtype policy other than
+    float32) is a TypeError/ValueError naming it. Initializers carry over by name
     where jlstm has one (they matter only for re-initialising); regularizers and
     constraints act only in Keras training and are not carried over.
 
@@ -130,47 +163,39 @@ def _keras_initializer(value: Any, default: str) -> str:
     return snake if snake in INITIALIZERS else default
 
 
-def _lstm_kwargs(kl: Any, what: str, *, in_bidirectional: bool = False) -> dict[str, Any]:
+def _recurrent_kwargs(kl: Any, what: str, *, in_bidirectional: bool = False) -> dict[str, Any]:
+    """A Keras LSTM's, GRU's or SimpleRNN's arguments as its jlstm layer's."""
+    kind = _KERAS_RECURRENT[type(kl).__name__]
     cfg = _keras_config(kl, what)
     if cfg.get("stateful"):
         raise ValueError(f"{what}: stateful=True is not supported (pass initial_state instead)")
     if cfg.get("zero_output_for_mask") and not in_bidirectional:
         raise ValueError(f"{what}: zero_output_for_mask=True is not supported outside Bidirectional")
-    return dict(
-        units=cfg["units"],
-        return_sequences=cfg["return_sequences"],
-        return_state=cfg["return_state"],
-        go_backwards=cfg["go_backwards"],
-        use_bias=cfg["use_bias"],
-        unit_forget_bias=cfg["unit_forget_bias"],
-        activation=_keras_activation(cfg["activation"], f"{what} activation"),
-        recurrent_activation=_keras_activation(cfg["recurrent_activation"], f"{what} recurrent_activation"),
-        kernel_initializer=_keras_initializer(cfg["kernel_initializer"], "glorot_uniform"),
-        recurrent_initializer=_keras_initializer(cfg["recurrent_initializer"], "orthogonal"),
-        bias_initializer=_keras_initializer(cfg["bias_initializer"], "zeros"),
-        dropout=cfg["dropout"],
-        recurrent_dropout=cfg["recurrent_dropout"],
-        unroll=True if cfg["unroll"] else 1,
-        use_cudnn=getattr(kl, "use_cudnn", "auto"),  # an attribute: Keras's get_config leaves it out
-        name=cfg["name"],
-    )
+    kwargs = {key: cfg[key] for key in _RECURRENT_SAME + kind.same}
+    kwargs |= {key: _keras_activation(cfg[key], f"{what} {key}") for key in kind.activations}
+    kwargs |= {key: _keras_initializer(cfg[key], default) for key, default in _RECURRENT_INITIALIZERS.items()}
+    kwargs["unroll"] = True if cfg["unroll"] else 1
+    if kind.use_cudnn:
+        kwargs["use_cudnn"] = getattr(kl, "use_cudnn", "auto")
+    return kwargs
 
 
 def _jlstm_from_keras(kl: Any, keras: Any, what: str) -> Layer:
     kind = type(kl).__name__
-    if kind == "LSTM":
-        return LSTM(**_lstm_kwargs(kl, what))
+    if kind in _KERAS_RECURRENT:
+        return RECURRENT[kind](**_recurrent_kwargs(kl, what))
     if kind == "Bidirectional":
-        for role in ("forward_layer", "backward_layer"):
-            sub = getattr(kl, role)
-            if type(sub) is not keras.layers.LSTM:
-                raise TypeError(f"{what}: expected an LSTM as {role}, got {type(sub).__name__}")
-        fwd = _lstm_kwargs(kl.forward_layer, f"{what} forward", in_bidirectional=True)
-        bwd = _lstm_kwargs(kl.backward_layer, f"{what} backward", in_bidirectional=True)
+        recurrent = {getattr(keras.layers, name) for name in _KERAS_RECURRENT}
+        for role, sub in (("forward_layer", kl.forward_layer), ("backward_layer", kl.backward_layer)):
+            if type(sub) not in recurrent:
+                raise TypeError(f"{what}: expected an LSTM, GRU or SimpleRNN as {role}, got {type(sub).__name__}")
+        fwd = _recurrent_kwargs(kl.forward_layer, f"{what} forward", in_bidirectional=True)
+        bwd = _recurrent_kwargs(kl.backward_layer, f"{what} backward", in_bidirectional=True)
         fwd["name"] = fwd["name"].removeprefix("forward_")
         copy = {**fwd, "go_backwards": not fwd["go_backwards"], "name": bwd["name"]}
-        backward = None if bwd == copy else LSTM(**bwd)
-        return Bidirectional(LSTM(**fwd), kl.merge_mode, backward, name=kl.name)
+        fwd_type, bwd_type = type(kl.forward_layer).__name__, type(kl.backward_layer).__name__
+        backward = None if fwd_type == bwd_type and bwd == copy else RECURRENT[bwd_type](**bwd)
+        return Bidirectional(RECURRENT[fwd_type](**fwd), kl.merge_mode, backward, name=kl.name)
     cfg = _keras_config(kl, what)
     if kind == "Dense":
         return Dense(
@@ -216,7 +241,7 @@ def _keras_weight_paths(layer: Layer) -> list[Path]:
         return [("forward",) + p for p in _keras_weight_paths(fwd)] + [
             ("backward",) + p for p in _keras_weight_paths(bwd)
         ]
-    names = {"LSTM": ("kernel", "recurrent_kernel"), "Dense": ("kernel",)}.get(layer.type_name, ())
+    names = _KERAS_WEIGHTS.get(layer.type_name, ())
     bias = ("bias",) if names and layer.config["use_bias"] else ()
     return [(name,) for name in names + bias]
 
@@ -227,8 +252,9 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
     A `Sequential` becomes a `keras.Sequential` with an `Input((timesteps, features))`;
     any other layer a built Keras layer. Activations and initializers must be given by
     name (a callable has no Keras name: TypeError). `unroll` maps to Keras's bool
-    (True stays True; a scan unroll factor becomes False: same outputs), `use_cudnn` to
-    Keras's own, and `remat` and `cudnn_allow_tf32` have no Keras counterpart.
+    (True stays True; a scan unroll factor becomes False: same outputs), an LSTM's or
+    GRU's `use_cudnn` to Keras's own, a GRU's `reset_after` as it is, and `remat` and
+    `cudnn_allow_tf32` have no Keras counterpart.
 
     >>> import jax, jlstm
     >>> layer = jlstm.LSTM(5, return_sequences=True)
@@ -254,40 +280,28 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
     return model
 
 
-def _keras_lstm(layer: Layer, keras: Any) -> Any:
-    cfg, what = layer.config, f"to_keras: LSTM {layer.name or ''}".rstrip()
-    names = {key: _name_of(cfg[key], ACTIVATIONS, f"{what} {key}") for key in ("activation", "recurrent_activation")}
-    names |= {
-        key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
-        for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer")
-    }
-    same = (
-        "units",
-        "return_sequences",
-        "return_state",
-        "go_backwards",
-        "use_bias",
-        "unit_forget_bias",
-        "dropout",
-        "recurrent_dropout",
-        "name",
-    )
-    return keras.layers.LSTM(
-        **{k: cfg[k] for k in same}, **names, unroll=cfg["unroll"] is True, use_cudnn=cfg.get("use_cudnn", "auto")
-    )
+def _keras_recurrent(layer: Layer, keras: Any) -> Any:
+    """The Keras LSTM, GRU or SimpleRNN of a jlstm one."""
+    kind = _KERAS_RECURRENT[layer.type_name]
+    cfg, what = layer.config, f"to_keras: {layer.type_name} {layer.name or ''}".rstrip()
+    names = {key: _name_of(cfg[key], ACTIVATIONS, f"{what} {key}") for key in kind.activations}
+    names |= {key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}") for key in _RECURRENT_INITIALIZERS}
+    cudnn = {"use_cudnn": cfg["use_cudnn"]} if kind.use_cudnn else {}
+    same = {key: cfg[key] for key in _RECURRENT_SAME + kind.same}
+    return getattr(keras.layers, layer.type_name)(**same, **names, unroll=cfg["unroll"] is True, **cudnn)
 
 
 def _to_keras_layer(layer: Layer, keras: Any) -> Any:
     cfg, what = layer.config, f"to_keras: {layer.type_name} {layer.name or ''}".rstrip()
-    if layer.type_name == "LSTM":
-        return _keras_lstm(layer, keras)
+    if layer.type_name in _KERAS_RECURRENT:
+        return _keras_recurrent(layer, keras)
     if layer.type_name == "Bidirectional":
         backward = cfg["backward_layer"]
         return keras.layers.Bidirectional(
-            _keras_lstm(cfg["layer"], keras),
+            _keras_recurrent(cfg["layer"], keras),
             merge_mode=cfg["merge_mode"],
             name=layer.name,
-            backward_layer=None if backward is None else _keras_lstm(backward, keras),
+            backward_layer=None if backward is None else _keras_recurrent(backward, keras),
         )
     if layer.type_name == "Dense":
         return keras.layers.Dense(

@@ -1,7 +1,9 @@
-"""PyTorch: `from_torch` and `to_torch`, between `torch.nn.LSTM` and jlstm. torch is imported on first use."""
+"""PyTorch: `from_torch` and `to_torch`, between `torch.nn.LSTM`, `nn.GRU`, `nn.RNN` and jlstm.
+torch is imported on first use."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -20,22 +22,74 @@ from jlstm.interop._common import (
     _leaf_params,
     _replace,
 )
-from jlstm.layers import LSTM, Dropout, Layer, Params
+from jlstm.layers import RECURRENT, Dropout, Layer, Params
+
+
+class _TorchKind(NamedTuple):
+    """How a jlstm recurrent layer type stands for a torch.nn module."""
+
+    module: str  # the torch.nn class
+    order: tuple[int, ...]  # torch's gate blocks in Keras's order
+    activations: Mapping[str, tuple[str, ...]]  # per activation argument, the names torch's math has
+    flags: tuple[tuple[str, bool], ...] = ()  # the other arguments torch's math fixes
+
+
+_TORCH_KINDS: dict[str, _TorchKind] = {
+    # torch's i, f, g, o is Keras's i, f, c, o
+    "LSTM": _TorchKind("LSTM", (0, 1, 2, 3), {"activation": ("tanh",), "recurrent_activation": ("sigmoid",)}),
+    # torch's r, z, n; its n is Keras's reset_after candidate, with bias_hh as the recurrent bias row
+    "GRU": _TorchKind(
+        "GRU", (1, 0, 2), {"activation": ("tanh",), "recurrent_activation": ("sigmoid",)}, (("reset_after", True),)
+    ),
+    # nn.RNN's nonlinearity is the activation
+    "SimpleRNN": _TorchKind("RNN", (0,), {"activation": ("tanh", "relu")}),
+}
 
 
 class _TorchConfig(NamedTuple):
-    """The nn.LSTM arguments a jlstm layer stands for."""
+    """The torch.nn module a jlstm layer stands for: its jlstm type and the module's arguments."""
 
+    type_name: str  # "LSTM", "GRU" or "SimpleRNN"
     input_size: int
     hidden_size: int
     num_layers: int
     bias: bool
     dropout: float
     bidirectional: bool
+    activation: str = "tanh"  # nn.RNN's nonlinearity
+
+
+def _torch_module(torch: Any, config: _TorchConfig) -> Any:
+    """The `batch_first` torch module `config` describes, with torch's initial weights."""
+    kind = _TORCH_KINDS[config.type_name]
+    args = config._asdict()
+    del args["type_name"]
+    nonlinearity = args.pop("activation")
+    if kind.module == "RNN":
+        args["nonlinearity"] = nonlinearity
+    return getattr(torch.nn, kind.module)(**args, batch_first=True)
+
+
+def _module_config(module: Any, torch: Any) -> _TorchConfig:
+    types = {getattr(torch.nn, kind.module): type_name for type_name, kind in _TORCH_KINDS.items()}
+    if type(module) not in types:
+        raise TypeError(f"from_torch: expected a torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
+    if module.proj_size:
+        raise ValueError(f"from_torch: proj_size={module.proj_size} is not supported (expected 0)")
+    return _TorchConfig(
+        types[type(module)],
+        module.input_size,
+        module.hidden_size,
+        module.num_layers,
+        module.bias,
+        float(module.dropout),
+        module.bidirectional,
+        getattr(module, "nonlinearity", "tanh"),
+    )
 
 
 def _torch_names(k: int, suffix: str) -> dict[str, str]:
-    """jlstm's param name -> nn.LSTM's for layer k, one direction ('' or '_reverse')."""
+    """jlstm's param name -> torch's for layer k, one direction ('' or '_reverse')."""
     return {
         "kernel": f"weight_ih_l{k}{suffix}",
         "recurrent_kernel": f"weight_hh_l{k}{suffix}",
@@ -44,20 +98,72 @@ def _torch_names(k: int, suffix: str) -> dict[str, str]:
     }
 
 
+def _reorder(a: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """`a`'s gate blocks along its first axis, taken in `order`."""
+    blocks = np.split(a, len(order))
+    return np.concatenate([blocks[i] for i in order])
+
+
+def _from_torch_direction(
+    state: Mapping[str, np.ndarray], names: Mapping[str, str], order: Sequence[int], like: Mapping[str, Any]
+) -> dict[str, jax.Array]:
+    """One direction's params, shaped `like`, from torch's: weights transposed, gates in Keras's
+    order, and torch's two biases as the two rows of a split bias (GRU) or summed into one."""
+    params = {key: _reorder(state[names[key]], order).T for key in ("kernel", "recurrent_kernel")}
+    if "bias" in like:
+        b_ih, b_hh = (_reorder(state[names[key]], order) for key in ("bias", "bias_hh"))
+        params["bias"] = np.stack([b_ih, b_hh]) if len(like["bias"].shape) == 2 else b_ih + b_hh
+    return {key: jnp.asarray(value) for key, value in params.items()}
+
+
+def _to_torch_direction(
+    params: Mapping[str, Any], names: Mapping[str, str], order: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """One direction's torch arrays from its params (the inverse of `_from_torch_direction`,
+    `order` inverted): one bias goes to bias_ih, with zeros in bias_hh."""
+    as_array = lambda a: np.array(a, np.float32)  # noqa: E731
+    state = {names[key]: _reorder(as_array(params[key]).T, order) for key in ("kernel", "recurrent_kernel")}
+    if "bias" in params:
+        bias = as_array(params["bias"])
+        b_ih, b_hh = bias if bias.ndim == 2 else (bias, np.zeros_like(bias))
+        state[names["bias"]], state[names["bias_hh"]] = _reorder(b_ih, order), _reorder(b_hh, order)
+    return state
+
+
 def _torch_stack(cfg: _TorchConfig) -> Layer:
-    def lstm() -> Layer:
-        return LSTM(cfg.hidden_size, return_sequences=True, use_bias=cfg.bias)
+    def recurrent() -> Layer:
+        make = RECURRENT[cfg.type_name]
+        return make(cfg.hidden_size, return_sequences=True, use_bias=cfg.bias, activation=cfg.activation)
 
     layers = []
     for k in range(cfg.num_layers):
         if k and cfg.dropout:
             layers.append(Dropout(cfg.dropout))
-        layers.append(Bidirectional(lstm()) if cfg.bidirectional else lstm())
+        layers.append(Bidirectional(recurrent()) if cfg.bidirectional else recurrent())
     return layers[0] if len(layers) == 1 else Sequential(layers)
 
 
+# A direction of a recurrent layer: its type name, its config, and the go_backwards torch runs it with.
+_Direction = tuple[str, Mapping[str, Any], bool]
+
+
+def _torch_directions(i: int, sub: Layer, what: str) -> list[_Direction]:
+    if sub.type_name == "Bidirectional":
+        if sub.config["merge_mode"] != "concat":
+            raise ValueError(f"{what}: layer {i}: expected merge_mode='concat', got {sub.config['merge_mode']!r}")
+        fwd, bwd = sub.config["layer"], sub.config["backward_layer"]
+        bwd_cfg = {**fwd.config, "go_backwards": True} if bwd is None else bwd.config
+        return [(fwd.type_name, fwd.config, False), ((bwd or fwd).type_name, bwd_cfg, True)]
+    if sub.type_name not in _TORCH_KINDS:
+        raise TypeError(
+            f"{what}: layer {i}: torch's nn.LSTM, nn.GRU and nn.RNN have no {sub.type_name}; "
+            f"expected {', '.join(_TORCH_KINDS)} or Bidirectional"
+        )
+    return [(sub.type_name, sub.config, False)]
+
+
 def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig, list[tuple[int, str, Path]]]:
-    """The nn.LSTM a jlstm layer stands for, and per direction (k, suffix, path), with
+    """The torch module a jlstm layer stands for, and per direction (k, suffix, path), with
     path into the list of leaf params (`_leaf_params`).
 
     The one description of the layout that both `from_torch` and `to_torch` use.
@@ -66,41 +172,37 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
     kinds = [sub.type_name for sub in leaves]
     rates = {sub.config["rate"] for sub in leaves if sub.type_name == "Dropout"}
     # torch drops out between every two layers or none: L, D, L, D, L or L, L, L.
-    lstm_kinds = kinds[0::2] if rates else kinds
+    recurrent_kinds = kinds[0::2] if rates else kinds
     alternating = len(kinds) % 2 == 1 and set(kinds[1::2]) == {"Dropout"}
-    if "Dropout" in lstm_kinds or len(rates) > 1 or (rates and not alternating):
+    if "Dropout" in recurrent_kinds or len(rates) > 1 or (rates and not alternating):
         raise ValueError(
-            f"{what}: expected LSTM or Bidirectional layers, with Dropout layers of one rate "
+            f"{what}: expected recurrent or Bidirectional layers, with Dropout layers of one rate "
             f"between every two of them or none, got {kinds}"
         )
-    lstms = [(i, sub) for i, sub in enumerate(leaves) if sub.type_name != "Dropout"]
-    specs = []
-    for i, sub in lstms:
-        if sub.type_name == "Bidirectional":
-            if sub.config["merge_mode"] != "concat":
-                raise ValueError(f"{what}: layer {i}: expected merge_mode='concat', got {sub.config['merge_mode']!r}")
-            fwd, bwd = sub.config["layer"].config, sub.config["backward_layer"]
-            bwd = {**fwd, "go_backwards": True} if bwd is None else bwd.config
-            specs.append([(fwd, False), (bwd, True)])
-        elif sub.type_name == "LSTM":
-            specs.append([(sub.config, False)])
-        else:
-            raise TypeError(f"{what}: layer {i}: nn.LSTM has no {sub.type_name}; expected LSTM or Bidirectional")
-    directions = [cfg for spec in specs for cfg, _ in spec]
-    for cfg, go_backwards in (d for spec in specs for d in spec):
-        _check_torch_lstm(cfg, go_backwards, directions[0], what)
+    recurrent = [(i, sub) for i, sub in enumerate(leaves) if sub.type_name != "Dropout"]
+    specs = [_torch_directions(i, sub, what) for i, sub in recurrent]
+    directions = [d for spec in specs for d in spec]
+    types = [type_name for type_name, _, _ in directions]
+    if len(set(types)) > 1:
+        raise ValueError(f"{what}: expected recurrent layers of one type (torch's module has one), got {types}")
+    first = directions[0][1]
+    for direction in directions:
+        _check_torch_direction(*direction, first, what)
     if len({len(spec) for spec in specs}) > 1:
         raise ValueError(f"{what}: expected all layers Bidirectional or none")
+    type_name = types[0]
     config = _TorchConfig(
+        type_name=type_name,
         input_size=_input_features(params, what),
-        hidden_size=directions[0]["units"],
+        hidden_size=first["units"],
         num_layers=len(specs),
-        bias=bool(directions[0]["use_bias"]),
+        bias=bool(first["use_bias"]),
         dropout=rates.pop() if rates else 0.0,
         bidirectional=len(specs[0]) == 2,
+        activation=_activation_name(first["activation"], _TORCH_KINDS[type_name].activations["activation"]),
     )
     slots = []
-    for k, (i, _) in enumerate(lstms):
+    for k, (i, _) in enumerate(recurrent):
         if config.bidirectional:
             slots += [(k, "", (i, "forward")), (k, "_reverse", (i, "backward"))]
         else:
@@ -108,32 +210,56 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
     return config, slots
 
 
-def _check_torch_lstm(cfg: dict[str, Any], go_backwards: bool, first: dict[str, Any], what: str) -> None:
+def _activation_name(value: Any, names: Sequence[str]) -> str | None:
+    """The name among `names` of the activation `value` (a name or a callable), or None."""
+    fn = get_activation(value)
+    return next((name for name in names if get_activation(name) is fn), None)
+
+
+def _check_torch_direction(
+    type_name: str, cfg: Mapping[str, Any], go_backwards: bool, first: Mapping[str, Any], what: str
+) -> None:
+    kind = _TORCH_KINDS[type_name]
     checks = [
-        ("activation", get_activation(cfg["activation"]) is jnp.tanh, "tanh"),
-        ("recurrent_activation", get_activation(cfg["recurrent_activation"]) is jax.nn.sigmoid, "sigmoid"),
-        ("go_backwards", bool(cfg["go_backwards"]) == go_backwards, go_backwards),
-        ("dropout", cfg["dropout"] == 0, 0.0),
-        ("recurrent_dropout", cfg["recurrent_dropout"] == 0, 0.0),
-        ("units", cfg["units"] == first["units"], first["units"]),
-        ("use_bias", cfg["use_bias"] == first["use_bias"], first["use_bias"]),
+        (key, _activation_name(cfg[key], names) is not None, " or ".join(map(repr, names)))
+        for key, names in kind.activations.items()
+    ]
+    checks += [(key, cfg[key] == want, repr(want)) for key, want in kind.flags]
+    checks += [
+        ("go_backwards", bool(cfg["go_backwards"]) == go_backwards, repr(go_backwards)),
+        ("dropout", cfg["dropout"] == 0, "0.0"),
+        ("recurrent_dropout", cfg["recurrent_dropout"] == 0, "0.0"),
+        ("units", cfg["units"] == first["units"], repr(first["units"])),
+        ("use_bias", cfg["use_bias"] == first["use_bias"], repr(first["use_bias"])),
+        # torch's module has one nonlinearity for all its layers
+        (
+            "activation",
+            get_activation(cfg["activation"]) is get_activation(first["activation"]),
+            repr(first["activation"]),
+        ),
     ]
     for key, ok, want in checks:
         if not ok:
-            raise ValueError(f"{what}: nn.LSTM needs LSTM {key}={want!r}, got {cfg[key]!r}")
+            raise ValueError(f"{what}: nn.{kind.module} needs {type_name} {key}={want}, got {cfg[key]!r}")
 
 
 def from_torch(module: Any) -> tuple[Layer, Params]:
-    """A `torch.nn.LSTM` as `(layer, params)`: `layer.apply(params, x)` equals `module(x)[0]`.
+    """A `torch.nn.LSTM`, `nn.GRU` or `nn.RNN` as `(layer, params)`: `layer.apply(params, x)`
+    equals `module(x)[0]`.
 
     Any num_layers, bidirectional, bias on or off. One layer comes back as an
-    `LSTM(hidden_size, return_sequences=True)` (in a `Bidirectional` when bidirectional);
-    several as a `Sequential` of them, with `Dropout(module.dropout)` layers between
-    (active only in training, as in torch). Per direction, `kernel = weight_ih.T`,
-    `recurrent_kernel = weight_hh.T` and `bias = bias_ih + bias_hh`: torch's gate order
-    i, f, g, o is Keras's i, f, c, o. Folding the two biases into one is why
-    `jlstm.count_params` counts 4 * hidden_size fewer per direction and layer than torch
-    does (Keras's convention: 180 for torch's 200 with 3 inputs and 5 units).
+    `LSTM`, `GRU` or `SimpleRNN(hidden_size, return_sequences=True)` (in a `Bidirectional`
+    when bidirectional); several as a `Sequential` of them, with `Dropout(module.dropout)`
+    layers between (active only in training, as in torch). Per direction, `kernel =
+    weight_ih.T` and `recurrent_kernel = weight_hh.T` with the gate blocks in Keras's order:
+    torch's LSTM i, f, g, o is Keras's i, f, c, o; its GRU r, z, n becomes z, r, h.
+
+    torch keeps two biases per direction. An LSTM's and an RNN's act only as their sum, so
+    `bias = bias_ih + bias_hh`, and `jlstm.count_params` counts G * hidden_size fewer per
+    direction and layer than torch does (Keras's convention: 180 for torch's 200 for an LSTM
+    with 3 inputs and 5 units). torch's GRU is Keras's `reset_after=True` GRU, whose bias
+    (2, 3U) keeps both, `[bias_ih, bias_hh]`: the counts agree. nn.RNN's nonlinearity
+    ("tanh" or "relu") is the SimpleRNN's activation.
 
     The jlstm layer always takes batch-major inputs (batch, time, features): for a module
     with `batch_first=False`, pass it `x.transpose(0, 1)`. proj_size > 0 is a ValueError.
@@ -142,40 +268,35 @@ def from_torch(module: Any) -> tuple[Layer, Params]:
     >>> layer, params = from_torch(torch.nn.LSTM(3, 5, bidirectional=True))
     >>> layer.type_name, sorted(params)
     ('Bidirectional', ['backward', 'forward'])
+    >>> layer, params = from_torch(torch.nn.GRU(3, 5))
+    >>> layer.config["reset_after"], params["bias"].shape
+    (True, (2, 15))
     """
     import torch
 
-    if type(module) is not torch.nn.LSTM:
-        raise TypeError(f"from_torch: expected a torch.nn.LSTM, got {type(module).__name__}")
-    if module.proj_size:
-        raise ValueError(f"from_torch: proj_size={module.proj_size} is not supported (expected 0)")
-    config = _TorchConfig(
-        module.input_size,
-        module.hidden_size,
-        module.num_layers,
-        module.bias,
-        float(module.dropout),
-        module.bidirectional,
-    )
+    config = _module_config(module, torch)
     layer = _torch_stack(config)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    order = _TORCH_KINDS[config.type_name].order
     leaves = tuple(_leaf_params(layer, _abstract_params(layer, config.input_size)))
     for k, suffix, path in _torch_slots(layer, leaves[0], "from_torch")[1]:
-        names = _torch_names(k, suffix)
-        direction = {key: state[names[key]].T for key in ("kernel", "recurrent_kernel")}
-        if config.bias:
-            direction["bias"] = state[names["bias"]] + state[names["bias_hh"]]
-        leaves = _replace(leaves, path, jax.tree_util.tree_map(jnp.asarray, direction))
+        leaves = _replace(
+            leaves, path, _from_torch_direction(state, _torch_names(k, suffix), order, _get(leaves, path))
+        )
     return layer, (leaves if layer.type_name == "Sequential" else leaves[0])
 
 
 def to_torch(layer: Layer, params: Params) -> Any:
-    """The `torch.nn.LSTM(batch_first=True)` a jlstm layer stands for, holding `params`.
+    """The `torch.nn.LSTM`, `nn.GRU` or `nn.RNN(batch_first=True)` a jlstm layer stands for,
+    holding `params`.
 
-    The inverse of `from_torch`: an LSTM or Bidirectional(LSTM, merge_mode="concat"), or a
-    Sequential of them (Dropout of one rate allowed between), with tanh/sigmoid, one
-    units and use_bias throughout and no per-step dropout; anything else is a
-    ValueError/TypeError naming it. `bias_ih` gets the bias and `bias_hh` zeros. With
+    The inverse of `from_torch`: an LSTM, GRU or SimpleRNN, or a Bidirectional of one
+    (merge_mode="concat"), or a Sequential of them (Dropout of one rate allowed between):
+    one layer type, units and use_bias throughout, no per-step dropout, and what torch's
+    math has: tanh and sigmoid for an LSTM or a GRU, `reset_after=True` for a GRU (torch has
+    no other form), tanh or relu (the same in every layer) for a SimpleRNN. Anything else is
+    a ValueError/TypeError naming it. A GRU's two bias rows become `bias_ih` and `bias_hh`;
+    an LSTM's or SimpleRNN's one bias goes to `bias_ih`, with zeros in `bias_hh`. With
     return_sequences=True, `module(x)[0]` equals `layer.apply(params, x)` (float32).
 
     >>> import jax, jlstm
@@ -191,16 +312,11 @@ def to_torch(layer: Layer, params: Params) -> Any:
     what = f"to_torch: {layer.type_name}"
     config, slots = _torch_slots(layer, params, what)
     _check_params(layer, params, config.input_size, what)
-    module = torch.nn.LSTM(**config._asdict(), batch_first=True)
+    module = _torch_module(torch, config)
     leaves = _leaf_params(layer, params)
-    as_tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # noqa: E731
+    order = np.argsort(_TORCH_KINDS[config.type_name].order)  # Keras's gate blocks in torch's order
     state = {}
     for k, suffix, path in slots:
-        names, direction = _torch_names(k, suffix), _get(leaves, path)
-        state[names["kernel"]] = as_tensor(direction["kernel"]).T
-        state[names["recurrent_kernel"]] = as_tensor(direction["recurrent_kernel"]).T
-        if config.bias:
-            state[names["bias"]] = as_tensor(direction["bias"])
-            state[names["bias_hh"]] = torch.zeros_like(state[names["bias"]])
-    module.load_state_dict(state)
+        state |= _to_torch_direction(_get(leaves, path), _torch_names(k, suffix), order)
+    module.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})
     return module

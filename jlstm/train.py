@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from jlstm import _checks
 from jlstm.layers import Layer, Params
+from jlstm.summary import abstract_init
 
 # (outputs, targets) -> per-example values (batch,) or per-step values (batch, timesteps).
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
@@ -47,6 +48,26 @@ History = dict[str, list[float]]
 BATCH_AXIS = "batch"
 
 
+def class_label_loss(loss: Loss) -> Loss:
+    """`loss`, declared as one of integer class labels indexing the outputs' last axis, as
+    `sparse_categorical_crossentropy` is: `fit` and `evaluate` then check the labels' dtype,
+    shape and range against the model before running it.
+
+    >>> import jax.numpy as jnp
+    >>> hinge = class_label_loss(lambda logits, labels: jnp.maximum(0, 1 - logits[..., 0] * labels))
+    >>> hinge.class_labels
+    True
+    """
+
+    @functools.wraps(loss)
+    def declared(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        return loss(outputs, labels)
+
+    declared.class_labels = True
+    return declared
+
+
+@class_label_loss
 def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Cross-entropy of integer `labels` under `logits` on the last axis.
 
@@ -209,12 +230,21 @@ def _check_inputs(x: Any, mask: Any, what: str) -> tuple[np.ndarray, np.ndarray 
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"{what}: expected x of rank 3 (batch > 0, timesteps, features), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"{what}: expected numeric x, got dtype {x.dtype}")
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != x.shape[:2]:
             raise ValueError(f"{what}: expected mask of shape {x.shape[:2]}, got {mask.shape}")
+        if mask.dtype != np.bool_ and not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{what}: expected a bool mask (or 0/1), got values {_listed(np.unique(mask))}")
         mask = mask.astype(bool)
     return x, mask
+
+
+def _listed(values: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(str(v) for v in values[:most])
+    return shown if len(values) <= most else f"{shown}, ... ({len(values)} values)"
 
 
 def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -227,6 +257,33 @@ def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if y.ndim < 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{what}: expected y with {x.shape[0]} rows (as x), got shape {y.shape}")
     return x, y, mask
+
+
+def _check_class_labels(layer: Layer, x: np.ndarray, y: np.ndarray, what: str) -> None:
+    """Integer labels, one per output row, indexing the model's outputs' last axis."""
+    out_shape, _ = abstract_init(layer, (None, *x.shape[1:]))
+    if not isinstance(out_shape, tuple) or not out_shape or not isinstance(out_shape[-1], int):
+        return  # several outputs, or no fixed class axis: nothing to check against
+    width, expected = out_shape[-1], (len(y), *out_shape[1:-1])
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{what}: expected integer class labels, got dtype {y.dtype}")
+    if y.shape != expected:
+        raise ValueError(
+            f"{what}: expected class labels of shape {expected} (the outputs' {(len(y), *out_shape[1:])} "
+            f"less the class axis), got {y.shape}"
+        )
+    bad = np.unique(y[(y < 0) | (y >= width)])
+    if bad.size:
+        raise ValueError(
+            f"{what}: expected class labels in [0, {width}) (the model's output width), got {_listed(bad)}"
+        )
+
+
+def _checked(layer: Layer, loss: Loss, data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    data = _check_data(data, what)
+    if getattr(loss, "class_labels", False) is True:
+        _check_class_labels(layer, data[0], data[1], what)
+    return data
 
 
 def _padded_batches(
@@ -283,6 +340,7 @@ def evaluate(
     >>> sorted(evaluate(model, params, data, loss=sparse_categorical_crossentropy))
     ['loss']
     """
+    data = _checked(layer, loss, data, "evaluate data")
     metrics_items = tuple(sorted((metrics or {}).items()))
     return _evaluate(_eval_step(layer.apply, loss, metrics_items), params, data, batch_size, mesh)
 
@@ -300,7 +358,6 @@ def _predict_step(apply: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
-    data = _check_data(data, "evaluate data")
     batch_size = _checks.positive_int(batch_size, "evaluate batch_size")
     mesh = data_mesh() if mesh is None else mesh
     params = _replicate(params, mesh)
@@ -340,6 +397,20 @@ def predict(
     return np.concatenate([np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
 
 
+def _check_fits(eval_step: Callable[..., Any], params: Params, data: tuple, rows: int, what: str) -> None:
+    """Traces the eval step on `data`'s batches' shapes (nothing runs), so that data the model
+    or loss cannot take fail before training rather than after its first epoch."""
+    specs = [
+        None if a is None else jax.ShapeDtypeStruct((rows, *a.shape[1:]), jax.dtypes.canonicalize_dtype(a.dtype))
+        for a in data
+    ]
+    try:
+        jax.eval_shape(eval_step, params, *specs, jax.ShapeDtypeStruct((rows,), jnp.float32))
+    except (TypeError, ValueError) as err:
+        shapes = ", ".join(f"{name} {a.shape}" for name, a in zip(("x", "y", "mask"), data) if a is not None)
+        raise ValueError(f"{what}: the model and loss cannot take {shapes}: {err}") from None
+
+
 def fit(
     layer: Layer,
     params: Params,
@@ -365,6 +436,11 @@ def fit(
     nothing else is random. Batches are sharded over `devices` (default: all), params
     replicated. `progress` shows a tqdm bar per epoch.
 
+    Checked before training: both data sets' shapes, dtypes and masks, the validation data
+    against the model and loss (traced, not run), and, for a class-label loss
+    (`sparse_categorical_crossentropy`, or one declared with `class_label_loss`), the labels'
+    dtype, shape and range against the model's output width.
+
     >>> import jax, numpy as np, optax
     >>> import jlstm
     >>> model = jlstm.Sequential([jlstm.LSTM(4), jlstm.Dense(1)])
@@ -375,18 +451,21 @@ def fit(
     >>> h["loss"][-1] < h["loss"][0], sorted(h)
     (True, ['loss', 'val_loss'])
     """
-    train = _check_data(train_data, "fit train_data")
+    train = _checked(layer, loss, train_data, "fit train_data")
+    validation = None if validation_data is None else _checked(layer, loss, validation_data, "fit validation_data")
     epochs = _checks.positive_int(epochs, "fit epochs")
-    batch_size = _checks.positive_int(batch_size, "fit batch_size")
+    batch_size = min(_checks.positive_int(batch_size, "fit batch_size"), len(train[0]))
     if not isinstance(rng, jax.Array):
         raise TypeError(f"fit rng: expected a jax.random key, got {type(rng).__name__}")
     mesh = data_mesh(devices)
-    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
     eval_step = make_eval_step(layer, loss, metrics=metrics)
+    if validation is not None:
+        rows = _padded_size(min(batch_size, len(validation[0])), mesh)
+        _check_fits(eval_step, params, validation, rows, "fit validation_data")
+    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
     params = _replicate(params, mesh)
     opt_state = _replicate(optimizer.init(params), mesh)
     n = len(train[0])
-    batch_size = min(batch_size, n)
     rows = _padded_size(batch_size, mesh)
     history: History = {}
     for epoch in range(epochs):
@@ -406,8 +485,8 @@ def fit(
                 sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
                 bar.update()
             logs = {k: float(v) / n for k, v in sums.items()}
-            if validation_data is not None:
-                val = _evaluate(eval_step, params, validation_data, batch_size, mesh)
+            if validation is not None:
+                val = _evaluate(eval_step, params, validation, batch_size, mesh)
                 logs |= {f"val_{k}": v for k, v in val.items()}
             bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
         for k, v in logs.items():

@@ -225,3 +225,106 @@ def test_evaluate_and_predict_trace_once_per_layer():
         train.predict(layer, params, x, mask)
         train.evaluate(layer, params, (x, y, mask), **CLASSIFY)
     assert len(traces) == 2
+
+
+def regression_fit(optimizer, *, epochs=3, model=None, **kwargs):
+    """fit on toy() with two float targets and MSE: 5 steps an epoch."""
+    model, params = model or model_and_params()
+    x, y, mask = toy()
+    targets = np.stack([y, 1 - y], axis=1).astype(np.float32)
+    return train.fit(
+        model,
+        params,
+        optimizer,
+        (x, targets, mask),
+        loss=train.mean_squared_error,
+        epochs=epochs,
+        batch_size=10,
+        rng=jax.random.key(1),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        (
+            lambda y: np.where(y == 1, 5, y),
+            ValueError,
+            r"train_data: expected class labels in \[0, 2\) \(the model's output width\), got 5$",
+        ),
+        (lambda y: y - 1, ValueError, r"expected class labels in \[0, 2\) .*, got -1$"),
+        (lambda y: np.arange(len(y)), ValueError, r"in \[0, 2\) .*, got 2, 3, 4, 5, 6, \.\.\. \(46 values\)$"),
+        (
+            lambda y: np.zeros((len(y), 7), np.int32),
+            ValueError,
+            r"expected class labels of shape \(48,\) \(the outputs' \(48, 2\) less the class axis\), got \(48, 7\)",
+        ),
+        (lambda y: y.astype(np.float32), TypeError, "expected integer class labels, got dtype float32"),
+    ],
+)
+def test_class_labels_are_checked_against_the_model_before_training(monkeypatch, labels, error, message):
+    steps = []
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: steps.append(1))
+    x, y, mask = toy()
+    with pytest.raises(error, match=message):
+        run_fit((x, labels(y), mask), epochs=1)
+    declared = train.class_label_loss(
+        lambda logits, labels: optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    )
+    with pytest.raises(error, match=message.replace("train_data", "validation_data")):
+        run_fit((x, y, mask), (x, labels(y), mask), epochs=1, loss=declared)
+    assert steps == []  # nothing trained
+
+
+def test_per_step_class_labels_and_evaluate_are_checked():
+    model = jlstm.Sequential([jlstm.LSTM(4, return_sequences=True), jlstm.Dense(3)])
+    _, params = model.init(jax.random.key(0), (None, 6, 3))
+    x, _, mask = toy(n=8)
+    labels = np.random.default_rng(0).integers(0, 3, size=(8, 6))
+    assert set(train.evaluate(model, params, (x, labels, mask), **CLASSIFY)) == {"loss", "accuracy"}
+    with pytest.raises(ValueError, match=r"evaluate data: expected class labels of shape \(8, 6\)"):
+        train.evaluate(model, params, (x, labels[:, 0], mask), **CLASSIFY)
+    with pytest.raises(ValueError, match=r"evaluate data: expected class labels in \[0, 3\) .*, got 3$"):
+        train.evaluate(model, params, (x, labels + 1, mask), **CLASSIFY)
+
+
+@pytest.mark.parametrize(
+    "validation, error, message",
+    [
+        (
+            lambda x, y, m: (x[..., :2], y, m),
+            ValueError,
+            r"fit validation_data: the model and loss cannot take x \(48, 6, 2\), y \(48,\), mask \(48, 6\): ",
+        ),
+        (
+            lambda x, y, m: (x, y, m * 0.5),
+            ValueError,
+            r"fit validation_data: expected a bool mask \(or 0/1\), got values 0.0, 0.5$",
+        ),
+        (
+            lambda x, y, m: (x, y, m[:, :5]),
+            ValueError,
+            r"fit validation_data: expected mask of shape \(48, 6\), got \(48, 5\)",
+        ),
+        (lambda x, y, m: (x.astype(str), y, m), TypeError, r"fit validation_data: expected numeric x, got dtype <U"),
+        (lambda x, y, m: (x, y[:40], m), ValueError, r"fit validation_data: expected y with 48 rows"),
+    ],
+)
+def test_bad_validation_data_fails_before_training(monkeypatch, validation, error, message):
+    steps = []
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: steps.append(1))
+    x, y, mask = toy()
+    with pytest.raises(error, match=message):
+        run_fit((x, y, mask), validation(x, y, mask), epochs=1)
+    assert steps == []
+
+
+def test_validation_targets_that_do_not_fit_the_loss_fail_before_training(monkeypatch):
+    steps = []
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: steps.append(1))
+    x, _, _ = toy()
+    message = r"fit validation_data: the model and loss cannot take x \(48, 6, 3\), y \(48, 3\): .*shapes"
+    with pytest.raises(ValueError, match=message):
+        regression_fit(optax.sgd(0.1), validation_data=(x, np.zeros((48, 3), np.float32)))
+    assert steps == []

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def _write_outputs(out: Path, result, args: argparse.Namespace, cfg, seconds: fl
 
 def _train(args: argparse.Namespace) -> int:
     try:
+        from jlstm import train
         from jlstm.tasks import TASKS
     except ImportError as err:
         print(f"jlstm train: needs the train extra, pip install 'jlstm[train]' ({err})", file=sys.stderr)
@@ -127,7 +129,13 @@ def _train(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "units", "seed")}
     cfg = task.defaults._replace(progress=True, **{k: v for k, v in given.items() if v is not None})
     start = time.perf_counter()
-    result = task.run(cfg)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", train.DivergenceWarning)  # a run that diverged is a failed run
+            result = task.run(cfg)
+    except train.DivergenceWarning as err:
+        print(f"jlstm train: {err} (a lower --lr may help)", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     paths = _write_outputs(out, result, args, cfg, seconds)
     print(f"{result.summary}; trained in {seconds:.1f} s; wrote {', '.join(p.name for p in paths)} to {out}")
@@ -166,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trains on a data set that an installed package ships (nothing is "
         "downloaded), prints a progress bar per epoch with the validation split's metrics, "
         "then the test split's, evaluated once after training, and writes model.ckpt, "
-        "metrics.json and PNG plots to --out. Defaults finish in under 2 minutes on 2 CPU cores.",
+        "metrics.json and PNG plots to --out. A diverging run (non-finite loss) exits 1. "
+        "Defaults finish in under 2 minutes on 2 CPU cores.",
     )
     p.add_argument(
         "task", choices=list(TASKS) or None, help="; ".join(f"{name}: {t.help}" for name, t in TASKS.items()) or None

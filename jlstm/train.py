@@ -26,8 +26,9 @@ from __future__ import annotations
 import functools
 import math
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,8 +45,14 @@ from jlstm.summary import abstract_init
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 Metrics = Mapping[str, Loss]
 Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or None
-History = dict[str, list[float]]
+# Metric name -> per-epoch means; and "stopped" -> why, where fit stopped at a non-finite loss.
+History = dict[str, list[float] | str]
 BATCH_AXIS = "batch"
+STOPPED = "stopped"
+
+
+class DivergenceWarning(RuntimeWarning):
+    """`fit` met a non-finite training loss or params and stopped; its history says where."""
 
 
 def class_label_loss(loss: Loss) -> Loss:
@@ -411,6 +418,62 @@ def _check_fits(eval_step: Callable[..., Any], params: Params, data: tuple, rows
         raise ValueError(f"{what}: the model and loss cannot take {shapes}: {err}") from None
 
 
+class _Run(NamedTuple):
+    """What each epoch of a `fit` uses."""
+
+    step: Callable[..., Any]
+    eval_step: Callable[..., Any]
+    train: tuple
+    validation: tuple | None
+    batch_size: int
+    rows: int
+    mesh: Mesh
+    dropout: bool
+    epochs: int
+    progress: bool
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return functools.reduce(jnp.logical_and, (jnp.isfinite(a).all() for a in jax.tree.leaves(tree)), jnp.bool_(True))
+
+
+_params_finite = jax.jit(_all_finite)
+
+
+def _epoch(
+    run: _Run, params: Params, opt_state: optax.OptState, epoch: int, shuffle_key: jax.Array, dropout_key: jax.Array
+) -> tuple[Params, optax.OptState, dict[str, float], str | None]:
+    """One epoch: its params, opt_state and logs, and why its training went non-finite, or None."""
+    n = len(run.train[0])
+    order = np.asarray(jax.random.permutation(shuffle_key, n))
+    sums: dict[str, jax.Array] = {}
+    losses: list[jax.Array] = []
+    desc = f"epoch {epoch + 1}/{run.epochs}"
+    with tqdm(total=math.ceil(n / run.batch_size), desc=desc, disable=not run.progress, dynamic_ncols=True) as bar:
+        for i, (count, batch) in enumerate(_padded_batches(run.train, run.batch_size, run.rows, order)):
+            key = jax.random.fold_in(dropout_key, i) if run.dropout else None
+            params, opt_state, means = run.step(params, opt_state, *_shard(batch, run.mesh), rng=key)
+            sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
+            losses.append(means["loss"])
+            bar.update()
+        logs = {k: float(v) / n for k, v in sums.items()}
+        stopped = _divergence(np.array(jax.device_get(losses)), params, desc)
+        if stopped is None and run.validation is not None:
+            val = _evaluate(run.eval_step, params, run.validation, run.batch_size, run.mesh)
+            logs |= {f"val_{k}": v for k, v in val.items()}
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+    return params, opt_state, logs, stopped
+
+
+def _divergence(losses: np.ndarray, params: Params, where: str) -> str | None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        return f"{where}, step {bad[0] + 1}/{len(losses)}: the loss was {losses[bad[0]]}"
+    if not bool(_params_finite(params)):
+        return f"{where}: the params came out non-finite"
+    return None
+
+
 def fit(
     layer: Layer,
     params: Params,
@@ -441,6 +504,12 @@ def fit(
     (`sparse_categorical_crossentropy`, or one declared with `class_label_loss`), the labels'
     dtype, shape and range against the model's output width.
 
+    Divergence: at each epoch's end, where fit reads the metrics anyway (no extra host sync
+    per step), it checks the epoch's per-step losses and its params. Where one is non-finite
+    it stops, issues a `DivergenceWarning` (an error under `warnings.simplefilter("error",
+    DivergenceWarning)`) and returns the params of the last finished epoch with the finished
+    epochs' history and `history["stopped"]`, which says where and why ("epoch 3/10, step 5/12: the loss was nan; ...").
+
     >>> import jax, numpy as np, optax
     >>> import jlstm
     >>> model = jlstm.Sequential([jlstm.LSTM(4), jlstm.Dense(1)])
@@ -463,32 +532,21 @@ def fit(
         rows = _padded_size(min(batch_size, len(validation[0])), mesh)
         _check_fits(eval_step, params, validation, rows, "fit validation_data")
     step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
+    run = _Run(
+        step, eval_step, train, validation, batch_size, _padded_size(batch_size, mesh), mesh, dropout, epochs, progress
+    )
     params = _replicate(params, mesh)
     opt_state = _replicate(optimizer.init(params), mesh)
-    n = len(train[0])
-    rows = _padded_size(batch_size, mesh)
     history: History = {}
     for epoch in range(epochs):
         rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
-        order = np.asarray(jax.random.permutation(shuffle_key, n))
-        sums: dict[str, jax.Array] = {}
-        with tqdm(
-            total=math.ceil(n / batch_size),
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            leave=True,
-            dynamic_ncols=True,
-        ) as bar:
-            for i, (count, batch) in enumerate(_padded_batches(train, batch_size, rows, order)):
-                key = jax.random.fold_in(dropout_key, i) if dropout else None
-                params, opt_state, means = step(params, opt_state, *_shard(batch, mesh), rng=key)
-                sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
-                bar.update()
-            logs = {k: float(v) / n for k, v in sums.items()}
-            if validation is not None:
-                val = _evaluate(eval_step, params, validation, batch_size, mesh)
-                logs |= {f"val_{k}": v for k, v in val.items()}
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        *trained, logs, stopped = _epoch(run, params, opt_state, epoch, shuffle_key, dropout_key)
+        if stopped is not None:
+            kept = f"the params of epoch {epoch}" if epoch else "the params it was given"
+            history[STOPPED] = f"{stopped}; fit returned {kept}"
+            warnings.warn(f"fit stopped at {history[STOPPED]}", DivergenceWarning, stacklevel=2)
+            break
+        params, opt_state = trained
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
     return params, history

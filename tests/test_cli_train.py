@@ -91,7 +91,8 @@ def test_plots_open_with_plausible_sizes(tmp_path):
         "val_loss": [1.1, 0.8, 0.7],
         "val_accuracy": [0.4, 0.6, 0.8],
     }
-    curves = check_png(plots.learning_curves({"a": history, "b": history}, tmp_path / "c.png"))
+    stopped = {**history, "stopped": "epoch 4/5, step 2/9: the loss was nan; fit returned the params of epoch 3"}
+    curves = check_png(plots.learning_curves({"a": history, "b": stopped}, tmp_path / "c.png"))
     assert curves.shape[1] > curves.shape[0]  # two panels side by side
     check_png(plots.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1], tmp_path / "m.png"))
     t = np.arange("2000-01", "2002-01", dtype="datetime64[M]")
@@ -130,3 +131,21 @@ def test_bad_arguments_exit_nonzero_and_write_nothing(tmp_path, capsys, argv, me
     assert exit_info.value.code not in (0, None)
     assert message in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+def last_line(text):
+    """The last line as a terminal shows it (progress bars redraw with carriage returns)."""
+    return text.strip().splitlines()[-1].split("\r")[-1]
+
+
+def test_a_diverging_run_exits_1_with_one_line_and_no_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(["train", "co2", "--epochs", "2", "--units", "4", "--batch-size", "64", "--lr", "1e30", "--out", str(out)])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Warning" not in err
+    assert last_line(err).startswith("jlstm train: fit stopped at epoch 1/2, step ")
+    assert "the loss was inf" in last_line(err) or "the loss was nan" in last_line(err)
+    assert not (out / "model.ckpt").exists() and not (out / "metrics.json").exists()

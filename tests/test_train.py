@@ -3,12 +3,15 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -243,6 +246,54 @@ def regression_fit(optimizer, *, epochs=3, model=None, **kwargs):
         rng=jax.random.key(1),
         **kwargs,
     )
+
+
+def nan_updates_at(step):
+    """An optax transformation that passes updates through, except NaNs at `step` (0-based)."""
+
+    def update(updates, count, params=None):
+        return jax.tree.map(lambda u: jnp.where(count == step, jnp.nan, u), updates), count + 1
+
+    return optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), update)
+
+
+def assert_same_bits(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize(
+    "optimizer, finished, stopped",
+    [
+        (optax.sgd(1e6), 0, r"^epoch 1/3, step \d/5: the loss was (inf|nan); fit returned the params it was given$"),
+        # lr 1e-2 for the first epoch's 5 steps, then 1e10: the loss blows up in epoch 2.
+        (
+            optax.sgd(optax.piecewise_constant_schedule(1e-2, {5: 1e12})),
+            1,
+            r"^epoch 2/3, step \d/5: the loss was (inf|nan); fit returned the params of epoch 1$",
+        ),
+        # Finite losses, NaN params after the last step of epoch 1.
+        (
+            optax.chain(optax.sgd(1e-2), nan_updates_at(4)),
+            0,
+            r"^epoch 1/3: the params came out non-finite; fit returned the params it was given$",
+        ),
+    ],
+)
+def test_a_diverging_run_stops_with_the_last_finished_epochs_params(optimizer, finished, stopped):
+    model = model_and_params()
+    with pytest.warns(train.DivergenceWarning, match="fit stopped at epoch"):
+        params, history = regression_fit(optimizer, model=model)
+    assert re.match(stopped, history.pop("stopped")), history
+    assert sorted(history) == (["loss"] if finished else []) and len(history.get("loss", [])) == finished
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(params))
+    if finished:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            before, _ = regression_fit(optimizer, model=model, epochs=finished)
+        assert_same_bits(params, before)
+    else:
+        assert_same_bits(params, model[1])
 
 
 @pytest.mark.parametrize(

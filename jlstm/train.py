@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jlstm import _checks
+from jlstm.checkpoint import load, restore, save
 from jlstm.layers import Layer, Params
 from jlstm.summary import abstract_init
 
@@ -47,12 +49,29 @@ Metrics = Mapping[str, Loss]
 Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or None
 # Metric name -> per-epoch means; and "stopped" -> why, where fit stopped at a non-finite loss.
 History = dict[str, list[float] | str]
+PathLike = str | os.PathLike
 BATCH_AXIS = "batch"
 STOPPED = "stopped"
 
 
 class DivergenceWarning(RuntimeWarning):
     """`fit` met a non-finite training loss or params and stopped; its history says where."""
+
+
+class ResumeError(ValueError):
+    """`fit`'s `resume_from` is not a checkpoint that this run can continue from."""
+
+
+class TrainState(NamedTuple):
+    """Where a `fit` run stands after an epoch: what `checkpoint_to` saves (with `jlstm.save`,
+    after every epoch) and `resume_from` continues from. The rest of the run (data, loss,
+    optimizer, batch size, epochs) is `fit`'s arguments: resume with the same ones."""
+
+    params: Params
+    opt_state: optax.OptState
+    epoch: int  # epochs finished
+    rng: jax.Array  # the key the next epoch splits
+    history: History
 
 
 def class_label_loss(loss: Loss) -> Loss:
@@ -404,6 +423,70 @@ def predict(
     return np.concatenate([np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
 
 
+def load_state(path: PathLike) -> TrainState:
+    """The `TrainState` that `fit(..., checkpoint_to=path)` saved, arrays as NumPy; a
+    ResumeError naming the file where it holds none (missing, corrupt, another kind).
+
+    >>> import os, tempfile, jax, numpy as np, optax
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
+    >>> _, params = model.init(jax.random.key(0), (None, 4, 1))
+    >>> x = np.ones((8, 4, 1), np.float32)
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.ckpt")
+    >>> _, h = fit(model, params, optax.sgd(0.1), (x, x[:, 0]), loss=mean_squared_error,
+    ...            epochs=2, batch_size=4, rng=jax.random.key(0), checkpoint_to=path)
+    >>> load_state(path).epoch, load_state(path).history == h
+    (2, True)
+    """
+    path = os.fspath(path)
+    try:
+        tree = load(path)
+    except OSError as err:
+        raise ResumeError(f"{path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise ResumeError(str(err)) from None
+    if not isinstance(tree, tuple) or len(tree) != len(TrainState._fields):
+        raise ResumeError(f"{path}: a jlstm checkpoint, but not a fit TrainState {TrainState._fields}")
+    state = TrainState(*tree)
+    if not _is_history(state.history, state.epoch):
+        raise ResumeError(f"{path}: a jlstm checkpoint, but not a fit TrainState: no epoch count and history to match")
+    return state
+
+
+def _is_history(history: Any, epoch: Any) -> bool:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict):
+        return False
+    return all(
+        isinstance(k, str) and isinstance(v, list) and len(v) == epoch and all(isinstance(e, float) for e in v)
+        for k, v in history.items()
+    )
+
+
+def _history_keys(metrics: Metrics | None, validation: bool) -> list[str]:
+    names = ["loss", *(metrics or {})]
+    return names + [f"val_{k}" for k in names] if validation else names
+
+
+def _resumed(path: PathLike, fresh: TrainState, epochs: int, keys: list[str]) -> TrainState:
+    """The saved state, checked against this run's fresh one (its params and optimizer state
+    give the structure, shapes and dtypes), as this run's arrays."""
+    saved, path = load_state(path), os.fspath(path)
+    try:
+        arrays = {
+            name: restore(getattr(saved, name), getattr(fresh, name), name) for name in ("params", "opt_state", "rng")
+        }
+    except (TypeError, ValueError) as err:
+        raise ResumeError(f"{path}: not a checkpoint of this model, optimizer and rng: {err}") from None
+    if saved.epoch > epochs:
+        raise ResumeError(f"{path}: saved after epoch {saved.epoch}, past epochs={epochs}")
+    if saved.epoch and sorted(saved.history) != sorted(keys):
+        raise ResumeError(
+            f"{path}: its history holds {sorted(saved.history)}, this run's would hold {sorted(keys)} "
+            "(other metrics or validation_data)"
+        )
+    return saved._replace(**arrays)
+
+
 def _check_fits(eval_step: Callable[..., Any], params: Params, data: tuple, rows: int, what: str) -> None:
     """Traces the eval step on `data`'s batches' shapes (nothing runs), so that data the model
     or loss cannot take fail before training rather than after its first epoch."""
@@ -474,6 +557,11 @@ def _divergence(losses: np.ndarray, params: Params, where: str) -> str | None:
     return None
 
 
+def _local_replica(tree: Any) -> Any:
+    # This host's copy of replicated arrays: NumPy cannot read an array spanning several hosts.
+    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, tree)
+
+
 def fit(
     layer: Layer,
     params: Params,
@@ -489,6 +577,8 @@ def fit(
     dropout: bool = False,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = False,
+    checkpoint_to: PathLike | None = None,
+    resume_from: PathLike | None = None,
 ) -> tuple[Params, History]:
     """Trains `params` for `epochs` over shuffled batches of `train_data`; returns the
     trained params and a history of per-epoch means ("loss", each metric, and "val_"
@@ -507,8 +597,15 @@ def fit(
     Divergence: at each epoch's end, where fit reads the metrics anyway (no extra host sync
     per step), it checks the epoch's per-step losses and its params. Where one is non-finite
     it stops, issues a `DivergenceWarning` (an error under `warnings.simplefilter("error",
-    DivergenceWarning)`) and returns the params of the last finished epoch with the finished
-    epochs' history and `history["stopped"]`, which says where and why ("epoch 3/10, step 5/12: the loss was nan; ...").
+    DivergenceWarning)`) and returns the params of the last finished epoch, the ones
+    `checkpoint_to` holds, with the finished epochs' history and `history["stopped"]`, which
+    says where and why ("epoch 3/10, step 5/12: the loss was nan; ...").
+
+    `checkpoint_to` saves a `TrainState` (params, optimizer state, epoch, rng, history) there
+    after every epoch, atomically; `resume_from` continues from one, so that an interrupted
+    run resumed with the same arguments ends with the uninterrupted run's params, bit for
+    bit. A file that is not such a state of this model and optimizer is a `ResumeError`,
+    raised before anything is written.
 
     >>> import jax, numpy as np, optax
     >>> import jlstm
@@ -526,19 +623,23 @@ def fit(
     batch_size = min(_checks.positive_int(batch_size, "fit batch_size"), len(train[0]))
     if not isinstance(rng, jax.Array):
         raise TypeError(f"fit rng: expected a jax.random key, got {type(rng).__name__}")
+    if checkpoint_to is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint_to))):
+        raise ValueError(f"fit checkpoint_to: no directory {os.path.dirname(os.path.abspath(checkpoint_to))}")
     mesh = data_mesh(devices)
     eval_step = make_eval_step(layer, loss, metrics=metrics)
     if validation is not None:
         rows = _padded_size(min(batch_size, len(validation[0])), mesh)
         _check_fits(eval_step, params, validation, rows, "fit validation_data")
+    state = TrainState(params, optimizer.init(params), 0, rng, {})
+    if resume_from is not None:
+        state = _resumed(resume_from, state, epochs, _history_keys(metrics, validation is not None))
     step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
     run = _Run(
         step, eval_step, train, validation, batch_size, _padded_size(batch_size, mesh), mesh, dropout, epochs, progress
     )
-    params = _replicate(params, mesh)
-    opt_state = _replicate(optimizer.init(params), mesh)
-    history: History = {}
-    for epoch in range(epochs):
+    params, opt_state = _replicate(state.params, mesh), _replicate(state.opt_state, mesh)
+    rng, history = state.rng, {k: list(v) for k, v in state.history.items()}
+    for epoch in range(state.epoch, epochs):
         rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
         *trained, logs, stopped = _epoch(run, params, opt_state, epoch, shuffle_key, dropout_key)
         if stopped is not None:
@@ -549,4 +650,6 @@ def fit(
         params, opt_state = trained
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
+        if checkpoint_to is not None:
+            save(checkpoint_to, TrainState(*_local_replica((params, opt_state)), epoch + 1, rng, history))
     return params, history

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jlstm import scan
+from jlstm import scan, train
 
 
 def count_scan_traces(monkeypatch) -> list:
@@ -38,3 +38,22 @@ def close(ours, theirs, atol=1e-5):
     for a, b in zip(ours, theirs):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
+
+
+def interrupt_at(monkeypatch, desc: str, times: int = 1) -> None:
+    """Ctrl-C at the first step of the `times`-th epoch whose progress bar reads `desc`
+    ("epoch 3/4"), as a KeyboardInterrupt raised from the bar's update."""
+    real, seen = train.tqdm, []
+
+    def bar(*args, **kwargs):
+        progress = real(*args, **kwargs)
+        seen.append(kwargs["desc"] == desc)
+        if kwargs["desc"] == desc and sum(seen) == times:
+
+            def update(n=1):
+                raise KeyboardInterrupt
+
+            progress.update = update
+        return progress
+
+    monkeypatch.setattr(train, "tqdm", bar)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import interrupt_at
 
 import jlstm
 from jlstm import train
@@ -169,6 +170,7 @@ def test_dropout_draws_from_the_given_rng():
             r"expected mask of shape \(4, 6\), got \(4, 5\)",
         ),
         ({"train_data": np.zeros((4, 6, 3))}, TypeError, r"expected \(x, y\) or \(x, y, mask\), got ndarray"),
+        ({"checkpoint_to": "/no/such/dir/state.ckpt"}, ValueError, "fit checkpoint_to: no directory /no/such/dir$"),
     ],
 )
 def test_fit_rejects_bad_arguments(change, error, message):
@@ -179,7 +181,8 @@ def test_fit_rejects_bad_arguments(change, error, message):
 
 
 SHARDED = """
-import json, jax, numpy as np, optax
+import json, sys, jax, numpy as np, optax
+sys.path.insert(0, "tests")  # as pytest has it, for tests.test_train's own imports
 jax.config.update("jax_default_matmul_precision", "highest")
 import jlstm
 from jlstm import train
@@ -280,20 +283,25 @@ def assert_same_bits(a, b):
         ),
     ],
 )
-def test_a_diverging_run_stops_with_the_last_finished_epochs_params(optimizer, finished, stopped):
+def test_a_diverging_run_stops_with_the_last_finished_epochs_params(tmp_path, optimizer, finished, stopped):
     model = model_and_params()
+    path = tmp_path / "state.ckpt"
     with pytest.warns(train.DivergenceWarning, match="fit stopped at epoch"):
-        params, history = regression_fit(optimizer, model=model)
+        params, history = regression_fit(optimizer, model=model, checkpoint_to=path)
     assert re.match(stopped, history.pop("stopped")), history
     assert sorted(history) == (["loss"] if finished else []) and len(history.get("loss", [])) == finished
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(params))
     if finished:
+        state = train.load_state(path)
+        assert state.epoch == finished and state.history == history
+        assert_same_bits(params, state.params)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             before, _ = regression_fit(optimizer, model=model, epochs=finished)
         assert_same_bits(params, before)
     else:
         assert_same_bits(params, model[1])
+        assert not path.exists()
 
 
 @pytest.mark.parametrize(
@@ -379,3 +387,66 @@ def test_validation_targets_that_do_not_fit_the_loss_fail_before_training(monkey
     with pytest.raises(ValueError, match=message):
         regression_fit(optax.sgd(0.1), validation_data=(x, np.zeros((48, 3), np.float32)))
     assert steps == []
+
+
+def test_an_interrupted_run_resumes_to_the_same_bits(tmp_path, monkeypatch):
+    model = model_and_params(dropout=0.3)
+    data = toy()
+    kwargs = {"epochs": 4, "dropout": True, "model": model}
+    whole, whole_history = run_fit(data, data, checkpoint_to=tmp_path / "whole.ckpt", **kwargs)
+    path = tmp_path / "state.ckpt"
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, "epoch 3/4")
+        with pytest.raises(KeyboardInterrupt):
+            run_fit(data, data, checkpoint_to=path, **kwargs)
+    state = train.load_state(path)
+    assert state.epoch == 2 and state.history == {k: v[:2] for k, v in whole_history.items()}
+    params, history = run_fit(data, data, checkpoint_to=path, resume_from=path, **kwargs)
+    assert history == whole_history
+    assert_same_bits(params, whole)
+    assert path.read_bytes() == (tmp_path / "whole.ckpt").read_bytes()  # params, opt_state, rng, history
+    # A finished run resumes to itself without training.
+    again, history = run_fit(data, data, resume_from=path, **kwargs)
+    assert history == whole_history
+    assert_same_bits(again, whole)
+
+
+@pytest.fixture(scope="module")
+def saved_state(tmp_path_factory):
+    path = tmp_path_factory.mktemp("state") / "state.ckpt"
+    run_fit(toy(), epochs=2, checkpoint_to=path)
+    return path
+
+
+def corrupt(path):
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize(
+    "damage, change, message",
+    [
+        (None, {"units": 5}, r"not a checkpoint of this model, optimizer and rng: params\[0\]\['kernel'\]: expected "),
+        (None, {"optimizer": optax.sgd(0.1)}, r"not a checkpoint of this model, optimizer and rng: opt_state"),
+        (None, {"epochs": 1}, "saved after epoch 2, past epochs=1"),
+        (None, {"metrics": {}}, r"its history holds \['accuracy', 'loss'\], this run's would hold \['loss'\]"),
+        (corrupt, {}, r"corrupt checkpoint \(CRC-32 mismatch\)"),
+        (lambda path: jlstm.save(path, model_and_params()[1]), {}, "a jlstm checkpoint, but not a fit TrainState"),
+        (lambda path: path.unlink(), {}, "No such file or directory"),
+    ],
+)
+def test_a_resume_file_that_does_not_match_is_an_error_and_stays_as_it_was(
+    tmp_path, saved_state, damage, change, message
+):
+    path = tmp_path / "state.ckpt"
+    path.write_bytes(saved_state.read_bytes())
+    if damage is not None:
+        damage(path)
+    before = path.read_bytes() if path.exists() else None
+    model, params = model_and_params(units=change.pop("units", 6))
+    optimizer = change.pop("optimizer", optax.adam(1e-2))
+    args = {**CLASSIFY, "epochs": 3, "batch_size": 10, "rng": jax.random.key(1)} | change
+    with pytest.raises(train.ResumeError, match=message):
+        train.fit(model, params, optimizer, toy(), checkpoint_to=path, resume_from=path, **args)
+    assert (path.read_bytes() if path.exists() else None) == before

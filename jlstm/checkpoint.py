@@ -85,9 +85,23 @@ def load(path: PathLike, like: Any = None) -> Any:
     if like is None:
         return tree
     try:
-        return _restore_like(tree, like, "params")
+        return restore(tree, like)
     except ValueError as err:
         raise ValueError(f"{path}: checkpoint does not match `like`: {err}") from None
+
+
+def restore(tree: Any, like: Any, where: str = "params") -> Any:
+    """`tree`, as `load` returns it without `like`, checked against `like` and put in its
+    containers as `load(path, like)` does: a ValueError at the first difference, naming its
+    path from `where`. For a file whose parts are checked apart (`jlstm.train.TrainState`).
+
+    >>> import numpy as np
+    >>> restore((np.zeros(2, np.float32),), [np.ones(2, np.float32)], "state")
+    Traceback (most recent call last):
+    ...
+    ValueError: state: expected a list of 1, got a tuple of 1
+    """
+    return _restore_like(tree, like, where)
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -212,7 +226,7 @@ def _describe(x: Any) -> str:
     if isinstance(x, (tuple, list)):
         return f"a {type(x).__name__} of {len(x)}"
     if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return f"{jnp.dtype(x.dtype).name} {tuple(x.shape)}"
+        return f"{x.dtype.name if _is_key_array(x) else jnp.dtype(x.dtype).name} {tuple(x.shape)}"
     return type(x).__name__
 
 

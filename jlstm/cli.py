@@ -8,12 +8,17 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jlstm.combinators import MERGE_MODES, Bidirectional
 from jlstm.layers import LSTM, RECURRENT, Layer
 from jlstm.summary import Namer, summary
+
+if TYPE_CHECKING:  # the train extra's modules load only for `jlstm train`
+    from jlstm.tasks import Config, Task
 
 SEED_SHAPE = (None, 11, 3)
 SEED_UNITS = 5
@@ -112,24 +117,68 @@ def _write_outputs(out: Path, result, args: argparse.Namespace, cfg, seconds: fl
     return paths + [out / "metrics.json"]
 
 
+def _start(task: Task, out: Path, resume: bool) -> str | None:
+    """Why the run cannot start, or None once `out` is ready: a run without --resume starts
+    over, so an earlier run's training states go (a resumed run would mix them in)."""
+    from jlstm.tasks import state_path
+
+    problem = _unwritable(out)
+    if problem:
+        return f"--out {out}: {problem}"
+    states = [state_path(out, run) for run in task.runs]
+    if resume and not states[0].exists():
+        return f"--resume: no {states[0]} to continue from"
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for path in states:
+            path.unlink(missing_ok=True)
+    return None
+
+
+def _interrupted(task: Task, out: Path, cfg: Config) -> str:
+    from jlstm.tasks import state_path
+    from jlstm.train import load_state
+
+    saved = [p for p in (state_path(out, run) for run in task.runs) if p.exists()]
+    if not saved:
+        return "interrupted before an epoch finished; nothing saved"
+    epoch = load_state(saved[-1]).epoch
+    return f"interrupted; {saved[-1]} holds epoch {epoch}/{cfg.epochs}: the same command with --resume continues"
+
+
 def _train(args: argparse.Namespace) -> int:
     try:
+        from jlstm import train
         from jlstm.tasks import TASKS
     except ImportError as err:
         print(f"jlstm train: needs the train extra, pip install 'jlstm[train]' ({err})", file=sys.stderr)
         return 2
     out = Path(args.out if args.out is not None else os.path.join("runs", args.task))
-    problem = _unwritable(out)
-    if problem:
-        print(f"jlstm train: --out {out}: {problem}", file=sys.stderr)
-        return 2
     task = TASKS[args.task]
+    problem = _start(task, out, args.resume)
+    if problem:
+        print(f"jlstm train: {problem}", file=sys.stderr)
+        return 2
     given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "units", "seed")}
-    cfg = task.defaults._replace(progress=True, **{k: v for k, v in given.items() if v is not None})
+    cfg = task.defaults._replace(
+        progress=True, state_dir=str(out), resume=args.resume, **{k: v for k, v in given.items() if v is not None}
+    )
     start = time.perf_counter()
-    result = task.run(cfg)
-    seconds = time.perf_counter() - start
-    paths = _write_outputs(out, result, args, cfg, seconds)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", train.DivergenceWarning)  # a run that diverged is a failed run
+            result = task.run(cfg)
+        seconds = time.perf_counter() - start
+        paths = _write_outputs(out, result, args, cfg, seconds)
+    except KeyboardInterrupt:
+        print(f"jlstm train: {_interrupted(task, out, cfg)}", file=sys.stderr)
+        return 130
+    except train.DivergenceWarning as err:
+        print(f"jlstm train: {err} (a lower --lr may help)", file=sys.stderr)
+        return 1
+    except train.ResumeError as err:
+        print(f"jlstm train: --resume: {err}", file=sys.stderr)
+        return 2
     print(f"{result.summary}; trained in {seconds:.1f} s; wrote {', '.join(p.name for p in paths)} to {out}")
     return 0
 
@@ -166,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trains on a data set that an installed package ships (nothing is "
         "downloaded), prints a progress bar per epoch with the validation split's metrics, "
         "then the test split's, evaluated once after training, and writes model.ckpt, "
-        "metrics.json and PNG plots to --out. Defaults finish in under 2 minutes on 2 CPU cores.",
+        "metrics.json and PNG plots to --out, and the training state after every epoch. "
+        "Ctrl-C stops it (exit 130), keeping the last finished epoch's state: the same command with "
+        "--resume continues. A diverging run (non-finite loss) exits 1. "
+        "Defaults finish in under 2 minutes on 2 CPU cores.",
     )
     p.add_argument(
         "task", choices=list(TASKS) or None, help="; ".join(f"{name}: {t.help}" for name, t in TASKS.items()) or None
@@ -177,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=_positive_int, help="LSTM units (default per task)")
     p.add_argument("--seed", type=_non_negative_int, help="seed of split, init and shuffling (default 0)")
     p.add_argument("--out", help="output directory (default runs/TASK)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out from its training state (give the same options)",
+    )
     p.set_defaults(run=_train)
     return parser
 

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from jlstm.checkpoint import write_atomic
 
 PathLike = str | os.PathLike
-History = Mapping[str, Sequence[float]]
+History = Mapping[str, Sequence[float] | str]
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
@@ -44,7 +44,7 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
     """One panel per metric ("loss", "accuracy", ...), a line per run for training and a
     dashed one for its "val_" twin (the validation split), against the epoch.
 
-    `histories` maps a run's label to `jlstm.train.fit`'s history.
+    `histories` maps a run's label to `jlstm.train.fit`'s history (a "stopped" note is no curve).
 
     >>> import os, tempfile
     >>> h = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.8], "val_loss": [1.1, 0.7]}
@@ -53,7 +53,8 @@ def learning_curves(histories: Mapping[str, History], path: PathLike, *, title: 
     """
     if not histories:
         raise ValueError("learning_curves: expected at least one history, got none")
-    names = list(dict.fromkeys(k for h in histories.values() for k in h if not k.startswith("val_")))
+    curves = [k for h in histories.values() for k, v in h.items() if not isinstance(v, str)]  # not "stopped"
+    names = list(dict.fromkeys(k for k in curves if not k.startswith("val_")))
     fig, axes = _figure(4.5 * len(names), 3.6, len(names))
     for ax, name in zip(axes, names):
         for i, (label, history) in enumerate(histories.items()):

@@ -36,12 +36,18 @@ def _plots():
 
 
 class Config(NamedTuple):
+    """A run's settings. With `state_dir`, each of a task's `fit` runs saves its `TrainState`
+    there after every epoch (`state_path`); with `resume` too, a run continues from its file
+    where there is one."""
+
     epochs: int
     batch_size: int
     lr: float
     units: int
     seed: int
     progress: bool = False
+    state_dir: str | None = None
+    resume: bool = False
 
 
 class Result(NamedTuple):
@@ -60,6 +66,12 @@ class Task(NamedTuple):
     run: Callable[[Config], Result]
     defaults: Config
     help: str
+    runs: tuple[str, ...]  # its fit runs, in order: the names of its histories and state files
+
+
+def state_path(directory: str | Path, run: str) -> Path:
+    """Where a task's `fit` run `run` keeps its `TrainState` under `directory`."""
+    return Path(directory) / f"train_state_{run}.ckpt"
 
 
 def optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -70,10 +82,11 @@ def optimizer(cfg: Config, steps_per_epoch: int) -> optax.GradientTransformation
 
 
 def _fit(
-    model: Layer, cfg: Config, train_split: tuple, validation_split: tuple, **kwargs: Any
+    model: Layer, cfg: Config, run: str, train_split: tuple, validation_split: tuple, **kwargs: Any
 ) -> tuple[Params, train.History]:
     _, params = model.init(jax.random.key(cfg.seed), (None, *train_split[0].shape[1:]))
     steps = math.ceil(len(train_split[0]) / cfg.batch_size)
+    state = None if cfg.state_dir is None else state_path(cfg.state_dir, run)
     return train.fit(
         model,
         params,
@@ -84,6 +97,8 @@ def _fit(
         batch_size=cfg.batch_size,
         rng=jax.random.key(cfg.seed + 1),
         progress=cfg.progress,
+        checkpoint_to=state,
+        resume_from=state if cfg.resume and state is not None and state.exists() else None,
         **kwargs,
     )
 
@@ -99,7 +114,7 @@ def run_digits(cfg: Config) -> Result:
     """Bidirectional(LSTM) -> Dense on scikit-learn's digits read row by row."""
     data = datasets.digits(cfg.seed)
     model = _classifier(cfg)
-    params, history = _fit(model, cfg, data.train[:2], data.validation[:2], **CLASSIFY)
+    params, history = _fit(model, cfg, "digits", data.train[:2], data.validation[:2], **CLASSIFY)
     test = train.evaluate(model, params, data.test[:2], **CLASSIFY)
     predicted = train.predict(model, params, data.test.x).argmax(-1)
     right, total = int((predicted == data.test.y).sum()), len(data.test.y)
@@ -137,7 +152,7 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
         if cfg.progress:
             print(f"{name}:")
         keep = slice(None) if masked else slice(2)  # (x, y, mask) or (x, y)
-        params, history = _fit(model, cfg, data.train[keep], data.validation[keep], **CLASSIFY)
+        params, history = _fit(model, cfg, name, data.train[keep], data.validation[keep], **CLASSIFY)
         runs[name] = (params, history)
         for label, split in (("", data.test), ("padded_", longer)):
             test[f"{name}_{label}accuracy"] = train.evaluate(model, params, split[keep], **CLASSIFY)["accuracy"]
@@ -181,6 +196,7 @@ def run_co2(cfg: Config) -> Result:
     params, history = _fit(
         model,
         cfg,
+        "co2",
         data.train[:2],
         data.validation[:2],
         loss=train.mean_squared_error,
@@ -234,15 +250,18 @@ TASKS: Mapping[str, Task] = {
         run_digits,
         Config(epochs=60, batch_size=32, lr=1e-2, units=128, seed=0),
         "scikit-learn digits, rows as timesteps (accuracy)",
+        ("digits",),
     ),
     "ragged-digits": Task(
         run_ragged_digits,
         Config(epochs=30, batch_size=32, lr=1e-2, units=128, seed=0),
         "digits with trailing rows cut, with vs without the mask",
+        ("masked", "unmasked"),
     ),
     "co2": Task(
         run_co2,
         Config(epochs=200, batch_size=32, lr=1e-2, units=64, seed=0),
         "Mauna Loa CO2 12-month forecast vs seasonal naive (MAE, ppm)",
+        ("co2",),
     ),
 }

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,16 +39,61 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jlstm import _checks
+from jlstm.checkpoint import load, restore, save
 from jlstm.layers import Layer, Params
+from jlstm.summary import abstract_init
 
 # (outputs, targets) -> per-example values (batch,) or per-step values (batch, timesteps).
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 Metrics = Mapping[str, Loss]
 Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or None
-History = dict[str, list[float]]
+# Metric name -> per-epoch means; and "stopped" -> why, where fit stopped at a non-finite loss.
+History = dict[str, list[float] | str]
+PathLike = str | os.PathLike
 BATCH_AXIS = "batch"
+STOPPED = "stopped"
 
 
+class DivergenceWarning(RuntimeWarning):
+    """`fit` met a non-finite training loss or params and stopped; its history says where."""
+
+
+class ResumeError(ValueError):
+    """`fit`'s `resume_from` is not a checkpoint that this run can continue from."""
+
+
+class TrainState(NamedTuple):
+    """Where a `fit` run stands after an epoch: what `checkpoint_to` saves (with `jlstm.save`,
+    after every epoch) and `resume_from` continues from. The rest of the run (data, loss,
+    optimizer, batch size, epochs) is `fit`'s arguments: resume with the same ones."""
+
+    params: Params
+    opt_state: optax.OptState
+    epoch: int  # epochs finished
+    rng: jax.Array  # the key the next epoch splits
+    history: History
+
+
+def class_label_loss(loss: Loss) -> Loss:
+    """`loss`, declared as one of integer class labels indexing the outputs' last axis, as
+    `sparse_categorical_crossentropy` is: `fit` and `evaluate` then check the labels' dtype,
+    shape and range against the model before running it.
+
+    >>> import jax.numpy as jnp
+    >>> hinge = class_label_loss(lambda logits, labels: jnp.maximum(0, 1 - logits[..., 0] * labels))
+    >>> hinge.class_labels
+    True
+    """
+
+    @functools.wraps(loss)
+    def declared(outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        return loss(outputs, labels)
+
+    declared.class_labels = True
+    return declared
+
+
+@class_label_loss
 def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Cross-entropy of integer `labels` under `logits` on the last axis.
 
@@ -209,12 +256,21 @@ def _check_inputs(x: Any, mask: Any, what: str) -> tuple[np.ndarray, np.ndarray 
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"{what}: expected x of rank 3 (batch > 0, timesteps, features), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"{what}: expected numeric x, got dtype {x.dtype}")
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != x.shape[:2]:
             raise ValueError(f"{what}: expected mask of shape {x.shape[:2]}, got {mask.shape}")
+        if mask.dtype != np.bool_ and not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{what}: expected a bool mask (or 0/1), got values {_listed(np.unique(mask))}")
         mask = mask.astype(bool)
     return x, mask
+
+
+def _listed(values: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(str(v) for v in values[:most])
+    return shown if len(values) <= most else f"{shown}, ... ({len(values)} values)"
 
 
 def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -227,6 +283,33 @@ def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if y.ndim < 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{what}: expected y with {x.shape[0]} rows (as x), got shape {y.shape}")
     return x, y, mask
+
+
+def _check_class_labels(layer: Layer, x: np.ndarray, y: np.ndarray, what: str) -> None:
+    """Integer labels, one per output row, indexing the model's outputs' last axis."""
+    out_shape, _ = abstract_init(layer, (None, *x.shape[1:]))
+    if not isinstance(out_shape, tuple) or not out_shape or not isinstance(out_shape[-1], int):
+        return  # several outputs, or no fixed class axis: nothing to check against
+    width, expected = out_shape[-1], (len(y), *out_shape[1:-1])
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{what}: expected integer class labels, got dtype {y.dtype}")
+    if y.shape != expected:
+        raise ValueError(
+            f"{what}: expected class labels of shape {expected} (the outputs' {(len(y), *out_shape[1:])} "
+            f"less the class axis), got {y.shape}"
+        )
+    bad = np.unique(y[(y < 0) | (y >= width)])
+    if bad.size:
+        raise ValueError(
+            f"{what}: expected class labels in [0, {width}) (the model's output width), got {_listed(bad)}"
+        )
+
+
+def _checked(layer: Layer, loss: Loss, data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    data = _check_data(data, what)
+    if getattr(loss, "class_labels", False) is True:
+        _check_class_labels(layer, data[0], data[1], what)
+    return data
 
 
 def _padded_batches(
@@ -283,6 +366,7 @@ def evaluate(
     >>> sorted(evaluate(model, params, data, loss=sparse_categorical_crossentropy))
     ['loss']
     """
+    data = _checked(layer, loss, data, "evaluate data")
     metrics_items = tuple(sorted((metrics or {}).items()))
     return _evaluate(_eval_step(layer.apply, loss, metrics_items), params, data, batch_size, mesh)
 
@@ -300,7 +384,6 @@ def _predict_step(apply: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
-    data = _check_data(data, "evaluate data")
     batch_size = _checks.positive_int(batch_size, "evaluate batch_size")
     mesh = data_mesh() if mesh is None else mesh
     params = _replicate(params, mesh)
@@ -340,6 +423,145 @@ def predict(
     return np.concatenate([np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
 
 
+def load_state(path: PathLike) -> TrainState:
+    """The `TrainState` that `fit(..., checkpoint_to=path)` saved, arrays as NumPy; a
+    ResumeError naming the file where it holds none (missing, corrupt, another kind).
+
+    >>> import os, tempfile, jax, numpy as np, optax
+    >>> import jlstm
+    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
+    >>> _, params = model.init(jax.random.key(0), (None, 4, 1))
+    >>> x = np.ones((8, 4, 1), np.float32)
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.ckpt")
+    >>> _, h = fit(model, params, optax.sgd(0.1), (x, x[:, 0]), loss=mean_squared_error,
+    ...            epochs=2, batch_size=4, rng=jax.random.key(0), checkpoint_to=path)
+    >>> load_state(path).epoch, load_state(path).history == h
+    (2, True)
+    """
+    path = os.fspath(path)
+    try:
+        tree = load(path)
+    except OSError as err:
+        raise ResumeError(f"{path}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise ResumeError(str(err)) from None
+    if not isinstance(tree, tuple) or len(tree) != len(TrainState._fields):
+        raise ResumeError(f"{path}: a jlstm checkpoint, but not a fit TrainState {TrainState._fields}")
+    state = TrainState(*tree)
+    if not _is_history(state.history, state.epoch):
+        raise ResumeError(f"{path}: a jlstm checkpoint, but not a fit TrainState: no epoch count and history to match")
+    return state
+
+
+def _is_history(history: Any, epoch: Any) -> bool:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(history, dict):
+        return False
+    return all(
+        isinstance(k, str) and isinstance(v, list) and len(v) == epoch and all(isinstance(e, float) for e in v)
+        for k, v in history.items()
+    )
+
+
+def _history_keys(metrics: Metrics | None, validation: bool) -> list[str]:
+    names = ["loss", *(metrics or {})]
+    return names + [f"val_{k}" for k in names] if validation else names
+
+
+def _resumed(path: PathLike, fresh: TrainState, epochs: int, keys: list[str]) -> TrainState:
+    """The saved state, checked against this run's fresh one (its params and optimizer state
+    give the structure, shapes and dtypes), as this run's arrays."""
+    saved, path = load_state(path), os.fspath(path)
+    try:
+        arrays = {
+            name: restore(getattr(saved, name), getattr(fresh, name), name) for name in ("params", "opt_state", "rng")
+        }
+    except (TypeError, ValueError) as err:
+        raise ResumeError(f"{path}: not a checkpoint of this model, optimizer and rng: {err}") from None
+    if saved.epoch > epochs:
+        raise ResumeError(f"{path}: saved after epoch {saved.epoch}, past epochs={epochs}")
+    if saved.epoch and sorted(saved.history) != sorted(keys):
+        raise ResumeError(
+            f"{path}: its history holds {sorted(saved.history)}, this run's would hold {sorted(keys)} "
+            "(other metrics or validation_data)"
+        )
+    return saved._replace(**arrays)
+
+
+def _check_fits(eval_step: Callable[..., Any], params: Params, data: tuple, rows: int, what: str) -> None:
+    """Traces the eval step on `data`'s batches' shapes (nothing runs), so that data the model
+    or loss cannot take fail before training rather than after its first epoch."""
+    specs = [
+        None if a is None else jax.ShapeDtypeStruct((rows, *a.shape[1:]), jax.dtypes.canonicalize_dtype(a.dtype))
+        for a in data
+    ]
+    try:
+        jax.eval_shape(eval_step, params, *specs, jax.ShapeDtypeStruct((rows,), jnp.float32))
+    except (TypeError, ValueError) as err:
+        shapes = ", ".join(f"{name} {a.shape}" for name, a in zip(("x", "y", "mask"), data) if a is not None)
+        raise ValueError(f"{what}: the model and loss cannot take {shapes}: {err}") from None
+
+
+class _Run(NamedTuple):
+    """What each epoch of a `fit` uses."""
+
+    step: Callable[..., Any]
+    eval_step: Callable[..., Any]
+    train: tuple
+    validation: tuple | None
+    batch_size: int
+    rows: int
+    mesh: Mesh
+    dropout: bool
+    epochs: int
+    progress: bool
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    return functools.reduce(jnp.logical_and, (jnp.isfinite(a).all() for a in jax.tree.leaves(tree)), jnp.bool_(True))
+
+
+_params_finite = jax.jit(_all_finite)
+
+
+def _epoch(
+    run: _Run, params: Params, opt_state: optax.OptState, epoch: int, shuffle_key: jax.Array, dropout_key: jax.Array
+) -> tuple[Params, optax.OptState, dict[str, float], str | None]:
+    """One epoch: its params, opt_state and logs, and why its training went non-finite, or None."""
+    n = len(run.train[0])
+    order = np.asarray(jax.random.permutation(shuffle_key, n))
+    sums: dict[str, jax.Array] = {}
+    losses: list[jax.Array] = []
+    desc = f"epoch {epoch + 1}/{run.epochs}"
+    with tqdm(total=math.ceil(n / run.batch_size), desc=desc, disable=not run.progress, dynamic_ncols=True) as bar:
+        for i, (count, batch) in enumerate(_padded_batches(run.train, run.batch_size, run.rows, order)):
+            key = jax.random.fold_in(dropout_key, i) if run.dropout else None
+            params, opt_state, means = run.step(params, opt_state, *_shard(batch, run.mesh), rng=key)
+            sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
+            losses.append(means["loss"])
+            bar.update()
+        logs = {k: float(v) / n for k, v in sums.items()}
+        stopped = _divergence(np.array(jax.device_get(losses)), params, desc)
+        if stopped is None and run.validation is not None:
+            val = _evaluate(run.eval_step, params, run.validation, run.batch_size, run.mesh)
+            logs |= {f"val_{k}": v for k, v in val.items()}
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+    return params, opt_state, logs, stopped
+
+
+def _divergence(losses: np.ndarray, params: Params, where: str) -> str | None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        return f"{where}, step {bad[0] + 1}/{len(losses)}: the loss was {losses[bad[0]]}"
+    if not bool(_params_finite(params)):
+        return f"{where}: the params came out non-finite"
+    return None
+
+
+def _local_replica(tree: Any) -> Any:
+    # This host's copy of replicated arrays: NumPy cannot read an array spanning several hosts.
+    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) else a, tree)
+
+
 def fit(
     layer: Layer,
     params: Params,
@@ -355,6 +577,8 @@ def fit(
     dropout: bool = False,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = False,
+    checkpoint_to: PathLike | None = None,
+    resume_from: PathLike | None = None,
 ) -> tuple[Params, History]:
     """Trains `params` for `epochs` over shuffled batches of `train_data`; returns the
     trained params and a history of per-epoch means ("loss", each metric, and "val_"
@@ -364,6 +588,24 @@ def fit(
     reaches the layer. `rng` drives the shuffling (and dropout, with `dropout=True`);
     nothing else is random. Batches are sharded over `devices` (default: all), params
     replicated. `progress` shows a tqdm bar per epoch.
+
+    Checked before training: both data sets' shapes, dtypes and masks, the validation data
+    against the model and loss (traced, not run), and, for a class-label loss
+    (`sparse_categorical_crossentropy`, or one declared with `class_label_loss`), the labels'
+    dtype, shape and range against the model's output width.
+
+    Divergence: at each epoch's end, where fit reads the metrics anyway (no extra host sync
+    per step), it checks the epoch's per-step losses and its params. Where one is non-finite
+    it stops, issues a `DivergenceWarning` (an error under `warnings.simplefilter("error",
+    DivergenceWarning)`) and returns the params of the last finished epoch, the ones
+    `checkpoint_to` holds, with the finished epochs' history and `history["stopped"]`, which
+    says where and why ("epoch 3/10, step 5/12: the loss was nan; ...").
+
+    `checkpoint_to` saves a `TrainState` (params, optimizer state, epoch, rng, history) there
+    after every epoch, atomically; `resume_from` continues from one, so that an interrupted
+    run resumed with the same arguments ends with the uninterrupted run's params, bit for
+    bit. A file that is not such a state of this model and optimizer is a `ResumeError`,
+    raised before anything is written.
 
     >>> import jax, numpy as np, optax
     >>> import jlstm
@@ -375,41 +617,39 @@ def fit(
     >>> h["loss"][-1] < h["loss"][0], sorted(h)
     (True, ['loss', 'val_loss'])
     """
-    train = _check_data(train_data, "fit train_data")
+    train = _checked(layer, loss, train_data, "fit train_data")
+    validation = None if validation_data is None else _checked(layer, loss, validation_data, "fit validation_data")
     epochs = _checks.positive_int(epochs, "fit epochs")
-    batch_size = _checks.positive_int(batch_size, "fit batch_size")
+    batch_size = min(_checks.positive_int(batch_size, "fit batch_size"), len(train[0]))
     if not isinstance(rng, jax.Array):
         raise TypeError(f"fit rng: expected a jax.random key, got {type(rng).__name__}")
+    if checkpoint_to is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint_to))):
+        raise ValueError(f"fit checkpoint_to: no directory {os.path.dirname(os.path.abspath(checkpoint_to))}")
     mesh = data_mesh(devices)
-    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
     eval_step = make_eval_step(layer, loss, metrics=metrics)
-    params = _replicate(params, mesh)
-    opt_state = _replicate(optimizer.init(params), mesh)
-    n = len(train[0])
-    batch_size = min(batch_size, n)
-    rows = _padded_size(batch_size, mesh)
-    history: History = {}
-    for epoch in range(epochs):
+    if validation is not None:
+        rows = _padded_size(min(batch_size, len(validation[0])), mesh)
+        _check_fits(eval_step, params, validation, rows, "fit validation_data")
+    state = TrainState(params, optimizer.init(params), 0, rng, {})
+    if resume_from is not None:
+        state = _resumed(resume_from, state, epochs, _history_keys(metrics, validation is not None))
+    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
+    run = _Run(
+        step, eval_step, train, validation, batch_size, _padded_size(batch_size, mesh), mesh, dropout, epochs, progress
+    )
+    params, opt_state = _replicate(state.params, mesh), _replicate(state.opt_state, mesh)
+    rng, history = state.rng, {k: list(v) for k, v in state.history.items()}
+    for epoch in range(state.epoch, epochs):
         rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
-        order = np.asarray(jax.random.permutation(shuffle_key, n))
-        sums: dict[str, jax.Array] = {}
-        with tqdm(
-            total=math.ceil(n / batch_size),
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            leave=True,
-            dynamic_ncols=True,
-        ) as bar:
-            for i, (count, batch) in enumerate(_padded_batches(train, batch_size, rows, order)):
-                key = jax.random.fold_in(dropout_key, i) if dropout else None
-                params, opt_state, means = step(params, opt_state, *_shard(batch, mesh), rng=key)
-                sums = {k: sums.get(k, 0.0) + v * count for k, v in means.items()}
-                bar.update()
-            logs = {k: float(v) / n for k, v in sums.items()}
-            if validation_data is not None:
-                val = _evaluate(eval_step, params, validation_data, batch_size, mesh)
-                logs |= {f"val_{k}": v for k, v in val.items()}
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        *trained, logs, stopped = _epoch(run, params, opt_state, epoch, shuffle_key, dropout_key)
+        if stopped is not None:
+            kept = f"the params of epoch {epoch}" if epoch else "the params it was given"
+            history[STOPPED] = f"{stopped}; fit returned {kept}"
+            warnings.warn(f"fit stopped at {history[STOPPED]}", DivergenceWarning, stacklevel=2)
+            break
+        params, opt_state = trained
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
+        if checkpoint_to is not None:
+            save(checkpoint_to, TrainState(*_local_replica((params, opt_state)), epoch + 1, rng, history))
     return params, history

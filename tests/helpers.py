@@ -5,7 +5,7 @@ import pathlib
 import jax
 import numpy as np
 
-from jlstm import scan
+from jlstm import scan, train
 
 
 def count_scan_traces(monkeypatch) -> list:
@@ -61,3 +61,22 @@ def readme_param_counts(library):
     header = rows[0]
     (row,) = [row for row in rows if row[0].startswith(library)]
     return {column: int(cell) for column, cell in zip(header, row) if cell.isdigit()}
+
+
+def interrupt_at(monkeypatch, desc: str, times: int = 1) -> None:
+    """Ctrl-C at the first step of the `times`-th epoch whose progress bar reads `desc`
+    ("epoch 3/4"), as a KeyboardInterrupt raised from the bar's update."""
+    real, seen = train.tqdm, []
+
+    def bar(*args, **kwargs):
+        progress = real(*args, **kwargs)
+        seen.append(kwargs["desc"] == desc)
+        if kwargs["desc"] == desc and sum(seen) == times:
+
+            def update(n=1):
+                raise KeyboardInterrupt
+
+            progress.update = update
+        return progress
+
+    monkeypatch.setattr(train, "tqdm", bar)

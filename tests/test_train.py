@@ -3,15 +3,19 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import interrupt_at
 
 import jlstm
 from jlstm import train
@@ -166,6 +170,7 @@ def test_dropout_draws_from_the_given_rng():
             r"expected mask of shape \(4, 6\), got \(4, 5\)",
         ),
         ({"train_data": np.zeros((4, 6, 3))}, TypeError, r"expected \(x, y\) or \(x, y, mask\), got ndarray"),
+        ({"checkpoint_to": "/no/such/dir/state.ckpt"}, ValueError, "fit checkpoint_to: no directory /no/such/dir$"),
     ],
 )
 def test_fit_rejects_bad_arguments(change, error, message):
@@ -176,7 +181,8 @@ def test_fit_rejects_bad_arguments(change, error, message):
 
 
 SHARDED = """
-import json, jax, numpy as np, optax
+import json, sys, jax, numpy as np, optax
+sys.path.insert(0, "tests")  # as pytest has it, for tests.test_train's own imports
 jax.config.update("jax_default_matmul_precision", "highest")
 import jlstm
 from jlstm import train
@@ -225,3 +231,222 @@ def test_evaluate_and_predict_trace_once_per_layer():
         train.predict(layer, params, x, mask)
         train.evaluate(layer, params, (x, y, mask), **CLASSIFY)
     assert len(traces) == 2
+
+
+def regression_fit(optimizer, *, epochs=3, model=None, **kwargs):
+    """fit on toy() with two float targets and MSE: 5 steps an epoch."""
+    model, params = model or model_and_params()
+    x, y, mask = toy()
+    targets = np.stack([y, 1 - y], axis=1).astype(np.float32)
+    return train.fit(
+        model,
+        params,
+        optimizer,
+        (x, targets, mask),
+        loss=train.mean_squared_error,
+        epochs=epochs,
+        batch_size=10,
+        rng=jax.random.key(1),
+        **kwargs,
+    )
+
+
+def nan_updates_at(step):
+    """An optax transformation that passes updates through, except NaNs at `step` (0-based)."""
+
+    def update(updates, count, params=None):
+        return jax.tree.map(lambda u: jnp.where(count == step, jnp.nan, u), updates), count + 1
+
+    return optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), update)
+
+
+def assert_same_bits(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize(
+    "optimizer, finished, stopped",
+    [
+        (optax.sgd(1e6), 0, r"^epoch 1/3, step \d/5: the loss was (inf|nan); fit returned the params it was given$"),
+        # lr 1e-2 for the first epoch's 5 steps, then 1e10: the loss blows up in epoch 2.
+        (
+            optax.sgd(optax.piecewise_constant_schedule(1e-2, {5: 1e12})),
+            1,
+            r"^epoch 2/3, step \d/5: the loss was (inf|nan); fit returned the params of epoch 1$",
+        ),
+        # Finite losses, NaN params after the last step of epoch 1.
+        (
+            optax.chain(optax.sgd(1e-2), nan_updates_at(4)),
+            0,
+            r"^epoch 1/3: the params came out non-finite; fit returned the params it was given$",
+        ),
+    ],
+)
+def test_a_diverging_run_stops_with_the_last_finished_epochs_params(tmp_path, optimizer, finished, stopped):
+    model = model_and_params()
+    path = tmp_path / "state.ckpt"
+    with pytest.warns(train.DivergenceWarning, match="fit stopped at epoch"):
+        params, history = regression_fit(optimizer, model=model, checkpoint_to=path)
+    assert re.match(stopped, history.pop("stopped")), history
+    assert sorted(history) == (["loss"] if finished else []) and len(history.get("loss", [])) == finished
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(params))
+    if finished:
+        state = train.load_state(path)
+        assert state.epoch == finished and state.history == history
+        assert_same_bits(params, state.params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            before, _ = regression_fit(optimizer, model=model, epochs=finished)
+        assert_same_bits(params, before)
+    else:
+        assert_same_bits(params, model[1])
+        assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        (
+            lambda y: np.where(y == 1, 5, y),
+            ValueError,
+            r"train_data: expected class labels in \[0, 2\) \(the model's output width\), got 5$",
+        ),
+        (lambda y: y - 1, ValueError, r"expected class labels in \[0, 2\) .*, got -1$"),
+        (lambda y: np.arange(len(y)), ValueError, r"in \[0, 2\) .*, got 2, 3, 4, 5, 6, \.\.\. \(46 values\)$"),
+        (
+            lambda y: np.zeros((len(y), 7), np.int32),
+            ValueError,
+            r"expected class labels of shape \(48,\) \(the outputs' \(48, 2\) less the class axis\), got \(48, 7\)",
+        ),
+        (lambda y: y.astype(np.float32), TypeError, "expected integer class labels, got dtype float32"),
+    ],
+)
+def test_class_labels_are_checked_against_the_model_before_training(monkeypatch, labels, error, message):
+    steps = []
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: steps.append(1))
+    x, y, mask = toy()
+    with pytest.raises(error, match=message):
+        run_fit((x, labels(y), mask), epochs=1)
+    declared = train.class_label_loss(
+        lambda logits, labels: optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    )
+    with pytest.raises(error, match=message.replace("train_data", "validation_data")):
+        run_fit((x, y, mask), (x, labels(y), mask), epochs=1, loss=declared)
+    assert steps == []  # nothing trained
+
+
+def test_per_step_class_labels_and_evaluate_are_checked():
+    model = jlstm.Sequential([jlstm.LSTM(4, return_sequences=True), jlstm.Dense(3)])
+    _, params = model.init(jax.random.key(0), (None, 6, 3))
+    x, _, mask = toy(n=8)
+    labels = np.random.default_rng(0).integers(0, 3, size=(8, 6))
+    assert set(train.evaluate(model, params, (x, labels, mask), **CLASSIFY)) == {"loss", "accuracy"}
+    with pytest.raises(ValueError, match=r"evaluate data: expected class labels of shape \(8, 6\)"):
+        train.evaluate(model, params, (x, labels[:, 0], mask), **CLASSIFY)
+    with pytest.raises(ValueError, match=r"evaluate data: expected class labels in \[0, 3\) .*, got 3$"):
+        train.evaluate(model, params, (x, labels + 1, mask), **CLASSIFY)
+
+
+@pytest.mark.parametrize(
+    "validation, error, message",
+    [
+        (
+            lambda x, y, m: (x[..., :2], y, m),
+            ValueError,
+            r"fit validation_data: the model and loss cannot take x \(48, 6, 2\), y \(48,\), mask \(48, 6\): ",
+        ),
+        (
+            lambda x, y, m: (x, y, m * 0.5),
+            ValueError,
+            r"fit validation_data: expected a bool mask \(or 0/1\), got values 0.0, 0.5$",
+        ),
+        (
+            lambda x, y, m: (x, y, m[:, :5]),
+            ValueError,
+            r"fit validation_data: expected mask of shape \(48, 6\), got \(48, 5\)",
+        ),
+        (lambda x, y, m: (x.astype(str), y, m), TypeError, r"fit validation_data: expected numeric x, got dtype <U"),
+        (lambda x, y, m: (x, y[:40], m), ValueError, r"fit validation_data: expected y with 48 rows"),
+    ],
+)
+def test_bad_validation_data_fails_before_training(monkeypatch, validation, error, message):
+    steps = []
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: steps.append(1))
+    x, y, mask = toy()
+    with pytest.raises(error, match=message):
+        run_fit((x, y, mask), validation(x, y, mask), epochs=1)
+    assert steps == []
+
+
+def test_validation_targets_that_do_not_fit_the_loss_fail_before_training(monkeypatch):
+    steps = []
+    monkeypatch.setattr(train, "make_step", lambda *a, **k: steps.append(1))
+    x, _, _ = toy()
+    message = r"fit validation_data: the model and loss cannot take x \(48, 6, 3\), y \(48, 3\): .*shapes"
+    with pytest.raises(ValueError, match=message):
+        regression_fit(optax.sgd(0.1), validation_data=(x, np.zeros((48, 3), np.float32)))
+    assert steps == []
+
+
+def test_an_interrupted_run_resumes_to_the_same_bits(tmp_path, monkeypatch):
+    model = model_and_params(dropout=0.3)
+    data = toy()
+    kwargs = {"epochs": 4, "dropout": True, "model": model}
+    whole, whole_history = run_fit(data, data, checkpoint_to=tmp_path / "whole.ckpt", **kwargs)
+    path = tmp_path / "state.ckpt"
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, "epoch 3/4")
+        with pytest.raises(KeyboardInterrupt):
+            run_fit(data, data, checkpoint_to=path, **kwargs)
+    state = train.load_state(path)
+    assert state.epoch == 2 and state.history == {k: v[:2] for k, v in whole_history.items()}
+    params, history = run_fit(data, data, checkpoint_to=path, resume_from=path, **kwargs)
+    assert history == whole_history
+    assert_same_bits(params, whole)
+    assert path.read_bytes() == (tmp_path / "whole.ckpt").read_bytes()  # params, opt_state, rng, history
+    # A finished run resumes to itself without training.
+    again, history = run_fit(data, data, resume_from=path, **kwargs)
+    assert history == whole_history
+    assert_same_bits(again, whole)
+
+
+@pytest.fixture(scope="module")
+def saved_state(tmp_path_factory):
+    path = tmp_path_factory.mktemp("state") / "state.ckpt"
+    run_fit(toy(), epochs=2, checkpoint_to=path)
+    return path
+
+
+def corrupt(path):
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize(
+    "damage, change, message",
+    [
+        (None, {"units": 5}, r"not a checkpoint of this model, optimizer and rng: params\[0\]\['kernel'\]: expected "),
+        (None, {"optimizer": optax.sgd(0.1)}, r"not a checkpoint of this model, optimizer and rng: opt_state"),
+        (None, {"epochs": 1}, "saved after epoch 2, past epochs=1"),
+        (None, {"metrics": {}}, r"its history holds \['accuracy', 'loss'\], this run's would hold \['loss'\]"),
+        (corrupt, {}, r"corrupt checkpoint \(CRC-32 mismatch\)"),
+        (lambda path: jlstm.save(path, model_and_params()[1]), {}, "a jlstm checkpoint, but not a fit TrainState"),
+        (lambda path: path.unlink(), {}, "No such file or directory"),
+    ],
+)
+def test_a_resume_file_that_does_not_match_is_an_error_and_stays_as_it_was(
+    tmp_path, saved_state, damage, change, message
+):
+    path = tmp_path / "state.ckpt"
+    path.write_bytes(saved_state.read_bytes())
+    if damage is not None:
+        damage(path)
+    before = path.read_bytes() if path.exists() else None
+    model, params = model_and_params(units=change.pop("units", 6))
+    optimizer = change.pop("optimizer", optax.adam(1e-2))
+    args = {**CLASSIFY, "epochs": 3, "batch_size": 10, "rng": jax.random.key(1)} | change
+    with pytest.raises(train.ResumeError, match=message):
+        train.fit(model, params, optimizer, toy(), checkpoint_to=path, resume_from=path, **args)
+    assert (path.read_bytes() if path.exists() else None) == before

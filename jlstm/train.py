@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
@@ -342,6 +343,12 @@ def _replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
+def _to_host(array: jax.Array) -> np.ndarray:
+    # NumPy reads only this process's devices: an array sharded over several processes' is
+    # gathered whole to each of them first.
+    return np.asarray(array) if array.is_fully_addressable else multihost_utils.process_allgather(array, tiled=True)
+
+
 def _padded_size(batch_size: int, mesh: Mesh) -> int:
     return math.ceil(batch_size / mesh.size) * mesh.size
 
@@ -420,7 +427,7 @@ def predict(
     apply = _predict_step(layer.apply)
     params = _replicate(params, mesh)
     batches = _padded_batches((x, mask), batch_size, _padded_size(batch_size, mesh), np.arange(len(x)))
-    return np.concatenate([np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
+    return np.concatenate([_to_host(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
 
 
 def load_state(path: PathLike) -> TrainState:

@@ -50,6 +50,11 @@ DIRECTIONS = {"uni": False, "bi": True}  # each direction's name: whether it is 
 # The extra rows: compile time at these lengths (must stay within 2x), and the peak memory
 # of a training step at the longer one, with and without rematerialization.
 SCALING_TIMESTEPS = (10, 10_000)
+# And jlstm with remat=True at a tiny width over a long and a 10x longer sequence (10x shorter
+# under --quick): time and memory per step must not grow with the length.
+REMAT_TIMESTEPS = (10_000, 100_000)
+QUICK_REMAT_TIMESTEPS = (1_000, 10_000)
+REMAT_SHAPE = Shape("remat", 2, REMAT_TIMESTEPS[-1], 16, 16, repeats=3)
 
 
 def lstm_flops(shape: Shape, directions: int, train: bool = False) -> float:

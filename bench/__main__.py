@@ -16,8 +16,11 @@ import numpy as np  # noqa: E402
 
 from bench import (  # noqa: E402
     DIRECTIONS,
+    QUICK_REMAT_TIMESTEPS,
     QUICK_REPEATS,
     QUICK_SHAPES,
+    REMAT_SHAPE,
+    REMAT_TIMESTEPS,
     SHAPES,
     Shape,
     add_workload_arguments,
@@ -50,7 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-extras",
         dest="extras",
         action="store_false",
-        help="skip the torch agreement check, the sweep of jlstm's scan forms, compile scaling and remat memory rows",
+        help="skip the torch agreement check, the sweep of jlstm's scan forms, compile scaling and the remat rows",
     )
     parser.add_argument("--out", default=os.path.join("bench", "out"), help="directory for results.json and results.md")
     parser.add_argument(
@@ -167,7 +170,8 @@ def check_agreement(x: np.ndarray, shape: Shape, direction: str, results: dict[s
 
 
 def run_extras(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """Compile time against length, and peak memory of a long training step with and without remat."""
+    """Compile time against length, peak memory of a long training step with and without remat,
+    and remat=True's time and memory per step at a 10x longer sequence."""
     shape = SHAPES["seed" if args.quick else "long"]
     directions = [DIRECTIONS[d] for d in args.directions]
     progress(f"compile scaling at T={extras.SCALING_TIMESTEPS}")
@@ -175,6 +179,11 @@ def run_extras(args: argparse.Namespace, results: dict[str, Any]) -> None:
     results["compile_scaling"] = extras.compile_scaling(shape, directions, calls)
     progress("memory analysis of the long training step")
     results["remat_memory"] = extras.remat_memory(shape, directions, (False, True))
+    timesteps = QUICK_REMAT_TIMESTEPS if args.quick else REMAT_TIMESTEPS
+    progress(f"remat=True at T={timesteps}")
+    results["long_remat"] = extras.long_remat(
+        REMAT_SHAPE, timesteps, QUICK_REPEATS if args.quick else REMAT_SHAPE.repeats
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -194,6 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "agreement": [],
         "compile_scaling": [],
         "remat_memory": [],
+        "long_remat": {},
         "notes": [],
     }
     progress("roofline: f32 matmul")

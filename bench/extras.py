@@ -1,6 +1,7 @@
 """What the bench measures beside the main table: the machine and its matmul roofline, jlstm's
-agreement with torch on shared weights, compile time against sequence length, and the peak
-memory of a long training step with and without rematerialization."""
+agreement with torch on shared weights, compile time against sequence length, the peak
+memory of a long training step with and without rematerialization, and time and memory per
+step of remat=True at a 10x longer sequence."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ from jlstm.interop import to_torch
 
 AGREEMENT_TOLERANCE = 1e-4
 SCALING_LIMIT = 2.0
+# Per step, the 10x longer sequence over the shorter one. Both would be 1 if time and memory
+# grew linearly. Memory: XLA's buffer assignment may keep one more sequence-sized buffer at one
+# length than at the other (+25% in the forward); a quadratic term would read 10x. Time: the
+# fastest call is timed, against noise; a sequence whose buffers outgrow the CPU's last-level
+# cache runs each step slower than one that fits, and 1.3x does not hide that.
+REMAT_TIME_LIMIT = 1.3
+REMAT_MEMORY_LIMIT = 2.0
 
 
 def machine() -> dict[str, Any]:
@@ -154,12 +162,6 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
         for remat in remat_options:
             options = {"remat": True} if remat else {}
             stats = _lowered(shape, timesteps, bidirectional, True, **options).compile().memory_analysis()
-            peak = (
-                stats.argument_size_in_bytes
-                + stats.output_size_in_bytes
-                + stats.temp_size_in_bytes
-                - stats.alias_size_in_bytes
-            )
             rows.append(
                 {
                     "direction": "bi" if bidirectional else "uni",
@@ -168,10 +170,60 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
                     "temp_bytes": stats.temp_size_in_bytes,
                     "argument_bytes": stats.argument_size_in_bytes,
                     "output_bytes": stats.output_size_in_bytes,
-                    "peak_bytes": peak,
+                    "peak_bytes": _peak_bytes(stats),
                 }
             )
     return rows
+
+
+def _peak_bytes(stats: Any) -> int:
+    """What a compiled call holds at once, from its XLA memory analysis."""
+    return (
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    )
+
+
+def long_remat(shape: Shape, timesteps: Sequence[int], repeats: int) -> dict[str, Any]:
+    """jlstm's LSTM(remat=True) forward and training step at a short and a long sequence
+    (unidirectional, the static rule's forms): the fastest call's time and XLA's peak memory,
+    per step, and the long sequence's per-step figures over the short one's."""
+    with forms(*static_forms(signature((shape.batch, timesteps[-1], shape.features), shape.units, False))):
+        rows = [_long_remat_row(shape, timesteps, call, repeats) for call in ("forward", "train")]
+    return {
+        "shape": [shape.batch, shape.features, shape.units],
+        "timesteps": list(timesteps),
+        "time_limit": REMAT_TIME_LIMIT,
+        "memory_limit": REMAT_MEMORY_LIMIT,
+        "rows": rows,
+        "ok": all(row["ok"] for row in rows),
+    }
+
+
+def _long_remat_row(shape: Shape, timesteps: Sequence[int], call: str, repeats: int) -> dict[str, Any]:
+    times, peaks = zip(*(_run_remat(shape, t, call == "train", repeats) for t in timesteps))
+    per_step_s = [s / t for s, t in zip(times, timesteps)]
+    per_step_bytes = [b / t for b, t in zip(peaks, timesteps)]
+    time_ratio, memory_ratio = per_step_s[-1] / per_step_s[0], per_step_bytes[-1] / per_step_bytes[0]
+    return {
+        "call": call,
+        "ms": [s * 1e3 for s in times],
+        "us_per_step": [s * 1e6 for s in per_step_s],
+        "time_ratio": time_ratio,
+        "peak_bytes": list(peaks),
+        "bytes_per_step": per_step_bytes,
+        "memory_ratio": memory_ratio,
+        "ok": time_ratio <= REMAT_TIME_LIMIT and memory_ratio <= REMAT_MEMORY_LIMIT,
+    }
+
+
+def _run_remat(shape: Shape, timesteps: int, train: bool, repeats: int) -> tuple[float, int]:
+    """Seconds of the fastest of `repeats` calls (a busy neighbour only slows a call down) and peak bytes."""
+    compiled = _lowered(shape, timesteps, False, train, remat=True).compile()
+    input_shape = (shape.batch, timesteps, shape.features)
+    _, params = jlstm_layer(shape.units, False, remat=True).init(jax.random.key(0), input_shape)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32))
+    fastest = time_calls(lambda: jax.block_until_ready(compiled(params, x)), repeats).min_s
+    return fastest, _peak_bytes(compiled.memory_analysis())
 
 
 def tuned_forms(shape: Shape, bidirectional: bool) -> dict[str, Any]:

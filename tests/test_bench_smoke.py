@@ -47,6 +47,10 @@ def test_quick_bench_reports_jlstm_and_positive_ratios(tmp_path):
     assert results["roofline"]["jax_gflops"] > 0
     assert all(check["ok"] for check in results["agreement"])
     assert results["compile_scaling"] and results["remat_memory"]
+    long = results["long_remat"]  # scaled down under --quick; its target judged, whatever it says
+    assert long["timesteps"] == [1_000, 10_000] and [r["call"] for r in long["rows"]] == ["forward", "train"]
+    assert all(r["time_ratio"] > 0 and r["memory_ratio"] > 0 for r in long["rows"])
+    assert "T=10,000 remat: per-step memory within 2x of T=1,000" in done.stdout
 
     # The forms: what the tuner chose (or the static rule, at this tiny shape), and each form's time.
     (forms,) = results["forms"]

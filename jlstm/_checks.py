@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 Shape = tuple[int | None, ...]
 
@@ -91,9 +92,10 @@ def sequence_shape(input_shape: Any, what: str) -> Shape:
     return tuple(None if d is None else int(d) for d in shape)
 
 
-def array(value: Any, what: str) -> jax.Array:
-    """Anything array-like (a torch tensor too) as a JAX array of a real numeric or bool
-    dtype; tracers pass through."""
+def numeric(value: Any, what: str) -> np.ndarray | jax.Array:
+    """Anything array-like (a torch tensor too) as a NumPy or JAX array of a real numeric or
+    bool dtype; tracers pass through. NumPy arrays stay on the host, where a value check
+    sees int64 values before JAX would wrap them to int32."""
     if not isinstance(getattr(value, "dtype", None), np.dtype):
         try:
             value = np.asarray(value)
@@ -103,7 +105,36 @@ def array(value: Any, what: str) -> jax.Array:
         jnp.issubdtype(value.dtype, jnp.number) or value.dtype == jnp.bool_
     ):
         raise TypeError(f"{what}: expected a real numeric array, got dtype {value.dtype}")
-    return jnp.asarray(value)
+    return value
+
+
+def array(value: Any, what: str) -> jax.Array:
+    """`numeric(value)` as a JAX array."""
+    return jnp.asarray(numeric(value, what))
+
+
+def concrete(value: np.ndarray | jax.Array) -> np.ndarray | None:
+    """The values on the host, or None when they are traced (known only when the program runs)."""
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def values_within(values: np.ndarray | jax.Array, low: int, high: int, expected: str, name: str, what: str) -> None:
+    """Checks low <= values <= high: now when the values are concrete (a ValueError naming the
+    bad entries); when traced, only under `jax.experimental.checkify` (a `debug_check`, which
+    a plain jit drops, as it cannot raise from inside the program)."""
+    host = concrete(values)
+    if host is None:
+        ok = jnp.all((values >= low) & (values <= high))
+        checkify.debug_check(ok, f"{what}: expected {expected}, got {{values}}", values=values)
+        return
+    bad = np.argwhere((host < low) | (host > high))
+    if bad.size:
+        shown = ", ".join(f"{name}[{', '.join(map(str, i))}] = {host[tuple(i)]}" for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ValueError(f"{what}: expected {expected}, got {shown}{more}")
 
 
 def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
@@ -126,22 +157,25 @@ def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
 def sequence_mask(mask: Any, lengths: Any, batch: int, timesteps: int, what: str) -> jax.Array | None:
     """A bool (batch, timesteps) mask from `mask` or from `lengths` (post-padding)."""
     if mask is not None and lengths is not None:
-        raise ValueError(f"{what}: pass mask or lengths, not both")
+        raise ValueError(f"{what}: expected mask or lengths, got both")
     if lengths is not None:
-        lengths = array(lengths, f"{what} lengths")
+        lengths = numeric(lengths, f"{what} lengths")
         if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
             raise ValueError(f"{what}: expected lengths as int ({batch},), got {lengths.dtype} {tuple(lengths.shape)}")
-        return jnp.arange(timesteps)[None, :] < lengths[:, None]
+        values_within(lengths, 0, timesteps, f"lengths in [0, {timesteps}] (the timesteps)", "lengths", what)
+        return jnp.arange(timesteps)[None, :] < jnp.asarray(lengths)[:, None]
     if mask is None:
         return None
-    mask = array(mask, f"{what} mask")
+    mask = numeric(mask, f"{what} mask")
     if mask.shape != (batch, timesteps):
         raise ValueError(
             f"{what}: expected mask of shape (batch, timesteps) = ({batch}, {timesteps}), got {tuple(mask.shape)}"
         )
     if not (mask.dtype == jnp.bool_ or jnp.issubdtype(mask.dtype, jnp.integer)):
         raise TypeError(f"{what}: expected a bool or int mask, got dtype {mask.dtype}")
-    return mask.astype(bool)
+    if mask.dtype != jnp.bool_:
+        values_within(mask, 0, 1, "a bool mask, or an int mask of 0s and 1s", "mask", what)
+    return jnp.asarray(mask).astype(bool)
 
 
 def states(initial_state: Any, count: int, batch: int, units: Sequence[int], dtype: Any, what: str) -> list[jax.Array]:

@@ -43,7 +43,13 @@ class ApplyFn(Protocol):
     """`apply(params, inputs, **keywords) -> outputs`, pure. The keywords every layer takes:
     `mask` (bool (B, T), or None), `training` (dropout acts only when True) and `rng` (the
     PRNG key dropout draws from). Recurrent layers and Sequential also take `lengths`
-    (int (B,), instead of a mask); recurrent layers take `initial_state` too."""
+    (int (B,), instead of a mask); recurrent layers take `initial_state` too.
+
+    `lengths` must lie in [0, T]; concrete ones out of range are a ValueError at the call.
+    Traced ones (under `jax.jit`) cannot be read there: out of range, they act as clamped
+    to [0, T]. To have traced lengths checked, run the call under
+    `jax.experimental.checkify.checkify(f, errors=checkify.user_checks)` (or `all_checks`):
+    its error then names the lengths. An int mask must hold 0s and 1s, checked alike."""
 
     def __call__(
         self,

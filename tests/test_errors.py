@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import jlstm
 
@@ -61,7 +62,7 @@ def test_non_numeric_inputs(lstm):
         ({"mask": np.ones((6, 2), bool)}, r"got \(6, 2\)"),
         ({"mask": np.ones((2, 6), np.float32)}, "bool or int mask"),
         ({"lengths": np.array([1, 2, 3])}, r"lengths as int \(2,\)"),
-        ({"lengths": np.array([1, 2]), "mask": np.ones((2, 6), bool)}, "not both"),
+        ({"lengths": np.array([1, 2]), "mask": np.ones((2, 6), bool)}, "expected mask or lengths, got both"),
     ],
 )
 def test_bad_masks(lstm, kwargs, match):
@@ -247,3 +248,47 @@ def test_step_and_rng_checks(lstm, kind):
     # both key kinds work
     dropped.apply(params, X, training=True, rng=jax.random.PRNGKey(0))
     dropped.apply(params, X, training=True, rng=jax.random.key(0))
+
+
+@pytest.fixture
+def stack(rng, kind):
+    layer = jlstm.Sequential([KINDS[kind][0](4, return_sequences=True)])
+    return layer, layer.init(rng, SHAPE)[1]
+
+
+@pytest.mark.parametrize(
+    "lengths,match",
+    [
+        (np.array([-1, 6]), r"lengths in \[0, 6\] \(the timesteps\), got lengths\[0\] = -1"),
+        (np.array([6, 7]), r"lengths in \[0, 6\] \(the timesteps\), got lengths\[1\] = 7"),
+        (np.array([9, -2]), r"got lengths\[0\] = 9, lengths\[1\] = -2"),
+        (np.array([2**32 + 1, 1]), r"got lengths\[0\] = 4294967297"),  # not wrapped to int32's 1
+    ],
+)
+def test_lengths_out_of_range(lstm, bidi, stack, lengths, match):
+    for layer, params in (lstm, bidi, stack):
+        with pytest.raises(ValueError, match=match):
+            layer.apply(params, X, lengths=lengths)
+
+
+def test_int_masks_hold_0_and_1(lstm):
+    layer, params = lstm
+    with pytest.raises(ValueError, match=r"an int mask of 0s and 1s, got mask\[1, 2\] = 2"):
+        layer.apply(params, X, mask=np.array([[1] * 6, [1, 1, 2, 0, 0, 0]]))
+
+
+def test_traced_lengths_clamp_and_checkify_catches_them(lstm):
+    layer, params = lstm
+    apply = jax.jit(layer.apply)
+    # Under jit the lengths cannot be read: out of range, they act as 0 and T (documented).
+    clamped = apply(params, X + 1, lengths=jnp.array([-1, 9]))
+    np.testing.assert_array_equal(clamped, layer.apply(params, X + 1, lengths=np.array([0, 6])))
+    checked = checkify.checkify(apply, errors=checkify.user_checks)
+    error, _ = checked(params, X + 1, lengths=jnp.array([-1, 9]))
+    with pytest.raises(
+        checkify.JaxRuntimeError, match=r"expected lengths in \[0, 6\] \(the timesteps\), got \[-1  9\]"
+    ):
+        error.throw()
+    error, out = checked(params, X + 1, lengths=jnp.array([0, 6]))
+    assert error.get() is None
+    np.testing.assert_array_equal(out, clamped)

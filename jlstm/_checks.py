@@ -3,7 +3,7 @@ with a ValueError/TypeError naming what was expected and what came."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -196,17 +196,39 @@ def states(initial_state: Any, count: int, batch: int, units: Sequence[int], dty
     return out
 
 
-def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what: str) -> None:
-    """Checks a dict of arrays has exactly the expected keys and shapes (None: any size)."""
+def param_keys(params: Any, keys: Iterable[str], what: str) -> None:
+    """Checks `params` is a dict with exactly `keys`."""
+    keys = sorted(keys)
     if not isinstance(params, Mapping):
-        raise TypeError(f"{what}: expected params as a dict with keys {sorted(expected)}, got {type(params).__name__}")
-    if set(params) != set(expected):
-        raise ValueError(f"{what}: expected params with keys {sorted(expected)}, got {sorted(params)}")
+        raise TypeError(f"{what}: expected params as a dict with keys {keys}, got {type(params).__name__}")
+    if set(params) != set(keys):
+        raise ValueError(f"{what}: expected params with keys {keys}, got {sorted(params, key=str)}")
+
+
+def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what: str) -> np.dtype | None:
+    """Checks a dict of arrays has exactly the expected keys and shapes (None: any size), all
+    of one real floating dtype, which it returns (None for no params)."""
+    param_keys(params, expected, what)
     for key, shape in expected.items():
-        got = tuple(getattr(params[key], "shape", ()))
+        leaf = params[key]
+        if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            raise TypeError(f"{what}: expected params[{key!r}] as an array, got {type(leaf).__name__}")
+        got = tuple(leaf.shape)
         if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
             want = "(" + ", ".join("?" if e is None else str(e) for e in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{what}: expected params[{key!r}] of shape {want}, got {got}")
+        if not (isinstance(leaf.dtype, np.dtype) and jnp.issubdtype(leaf.dtype, jnp.floating)):
+            raise TypeError(f"{what}: expected params[{key!r}] of a real floating dtype, got {leaf.dtype}")
+    if not expected:
+        return None
+    first, *rest = expected
+    for key in rest:
+        if params[key].dtype != params[first].dtype:
+            raise TypeError(
+                f"{what}: expected params of one float dtype, got params[{first!r}] {params[first].dtype} "
+                f"and params[{key!r}] {params[key].dtype}"
+            )
+    return params[first].dtype
 
 
 def prng_key(rng: Any, what: str) -> jax.Array:

@@ -177,7 +177,7 @@ def Bidirectional(
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
-        _checks.param_tree(params, {"forward": (), "backward": ()}, what)
+        _checks.param_keys(params, ("forward", "backward"), what)
         directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
         x, mask, states = _recurrent.prepare_call(directions, inputs, mask, lengths, initial_state, what)
         keys = [_recurrent.dropout_rng(spec, training, rng, what) for spec in specs]

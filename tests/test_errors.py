@@ -292,3 +292,38 @@ def test_traced_lengths_clamp_and_checkify_catches_them(lstm):
     error, out = checked(params, X + 1, lengths=jnp.array([0, 6]))
     assert error.get() is None
     np.testing.assert_array_equal(out, clamped)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.complex64])
+def test_params_must_be_real_floats(lstm, bidi, kind, dtype):
+    layer, params = lstm
+    n = KINDS[kind][2]
+    for key in params:
+        bad = {**params, key: np.asarray(params[key]).astype(dtype)}
+        match = rf"params\['{key}'\] of a real floating dtype, got {np.dtype(dtype)}"
+        with pytest.raises(TypeError, match=match):
+            layer.apply(bad, X)
+        with pytest.raises(TypeError, match=match):
+            jax.jit(layer.apply)(bad, X)
+        with pytest.raises(TypeError, match=match):
+            bidi[0].apply({**bidi[1], "backward": bad}, X)
+        with pytest.raises(TypeError, match=match):
+            step(kind, bad, (np.zeros((2, 4)),) * n, np.zeros((2, 3)))
+    _, dense = jlstm.Dense(2).init(jax.random.key(0), (None, 3))
+    with pytest.raises(TypeError, match=r"Dense: expected params\['bias'\] of a real floating dtype, got int32"):
+        jlstm.Dense(2).apply({**dense, "bias": np.zeros(2, np.int32)}, X)
+
+
+def test_params_are_arrays_of_one_dtype(lstm, bidi):
+    layer, params = lstm
+    with pytest.raises(TypeError, match=r"params\['bias'\] as an array, got list"):
+        layer.apply({**params, "bias": np.asarray(params["bias"]).tolist()}, X)
+    half = {**params, "recurrent_kernel": params["recurrent_kernel"].astype(jnp.float16)}
+    with pytest.raises(
+        TypeError, match=r"one float dtype, got params\['kernel'\] float32 and params\['recurrent_kernel'\] float16"
+    ):
+        layer.apply(half, X)
+    all_half = {k: v.astype(jnp.float16) for k, v in params.items()}
+    assert layer.apply(all_half, X).dtype == jnp.float16
+    with pytest.raises(TypeError, match="both directions' params of one dtype, got float32 .forward. and float16"):
+        bidi[0].apply({**bidi[1], "backward": {k: v.astype(jnp.float16) for k, v in bidi[1]["backward"].items()}}, X)

@@ -3,6 +3,7 @@ with a ValueError/TypeError naming what was expected and what came."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -232,11 +233,21 @@ def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what
 
 
 def prng_key(rng: Any, what: str) -> jax.Array:
-    """A JAX PRNG key: a typed key or a raw uint32 (2,) key."""
-    dtype = getattr(rng, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    raw = dtype == np.uint32 and getattr(rng, "shape", None) == (2,)
-    if not (typed or raw):
-        got = f"{dtype} {getattr(rng, 'shape', '')}" if dtype is not None else type(rng).__name__
-        raise TypeError(f"{what}: expected rng as a PRNG key (jax.random.key), got {got}")
-    return rng
+    """A single JAX PRNG key: a typed key of shape (), or a raw uint32 key (jax.random.PRNGKey)."""
+    raw_shape = _raw_key_shape(jax.config.jax_default_prng_impl)
+    if isinstance(rng, jax.Array) and jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        if rng.shape == ():
+            return rng
+    elif getattr(rng, "dtype", None) == np.uint32 and getattr(rng, "shape", None) == raw_shape:
+        return rng
+    got = f"{rng.dtype} {tuple(rng.shape)}" if hasattr(rng, "dtype") and hasattr(rng, "shape") else type(rng).__name__
+    raise TypeError(
+        f"{what}: expected rng as a single PRNG key (jax.random.key(seed) of shape (), or a raw uint32 {raw_shape} "
+        f"jax.random.PRNGKey(seed)), got {got}"
+    )
+
+
+@functools.cache
+def _raw_key_shape(impl: str) -> tuple[int, ...]:
+    """The shape of a raw key of the default PRNG implementation `impl` ((2,) for threefry)."""
+    return tuple(jax.eval_shape(jax.random.PRNGKey, 0).shape)

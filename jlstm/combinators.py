@@ -106,7 +106,7 @@ def Bidirectional(
     what = f"Bidirectional {name or ''}".rstrip()
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
-        k_fwd, k_bwd = jax.random.split(rng)
+        k_fwd, k_bwd = jax.random.split(_checks.prng_key(rng, f"{what} init"))
         fwd_shape, fwd_params = forward.init(k_fwd, input_shape)
         bwd_shape, bwd_params = backward.init(k_bwd, input_shape)
         params = {"forward": fwd_params, "backward": bwd_params}
@@ -214,9 +214,10 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
     what = f"Sequential {name or ''}".rstrip()
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        keys = jax.random.split(_checks.prng_key(rng, f"{what} init"), len(layers))
         shape: OutputShape = _checks.sequence_shape(input_shape, what)
         params = []
-        for i, (layer, key) in enumerate(zip(layers, jax.random.split(rng, len(layers)))):
+        for i, (layer, key) in enumerate(zip(layers, keys)):
             if isinstance(shape, list):
                 raise ValueError(
                     f"{what}: layer {i} ({layers[i - 1].type_name}) returns several outputs "
@@ -248,7 +249,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
                 f"{what}: expected inputs of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
             )
         mask = _checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], what)
-        keys = [None] * len(layers) if rng is None else list(jax.random.split(rng, len(layers)))
+        keys = [None] * len(layers) if rng is None else list(jax.random.split(_checks.prng_key(rng, what), len(layers)))
         for layer, layer_params, key in zip(layers, params, keys):
             x_in = x
             x = layer.apply(layer_params, x, mask=mask, training=training, rng=key)

@@ -179,6 +179,7 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
     u = spec.units
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        rng = _checks.prng_key(rng, f"{what} init")
         batch, timesteps, features = _checks.sequence_shape(input_shape, what)
         shapes = param_shapes(cell, features, u, spec.use_bias)
         k_kernel, k_recurrent, k_bias = jax.random.split(rng, 3)
@@ -380,6 +381,7 @@ def Dense(
     init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        rng = _checks.prng_key(rng, f"{what} init")
         shape = _checks.shape_tuple(input_shape, what)
         if len(shape) < 2:
             raise ValueError(f"{what}: expected input_shape of rank >= 2, got {shape}")
@@ -415,7 +417,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
     what = f"Dropout {name or ''}".rstrip()
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
-        del rng
+        _checks.prng_key(rng, f"{what} init")  # unused, but every init takes a key
         return _checks.shape_tuple(input_shape, what), {}
 
     def apply(
@@ -447,7 +449,7 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
         return jnp.any(jnp.asarray(inputs) != mask_value, axis=-1)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
-        del rng
+        _checks.prng_key(rng, f"{what} init")  # unused, but every init takes a key
         return _checks.sequence_shape(input_shape, what), {}
 
     def apply(

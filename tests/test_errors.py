@@ -327,3 +327,38 @@ def test_params_are_arrays_of_one_dtype(lstm, bidi):
     assert layer.apply(all_half, X).dtype == jnp.float16
     with pytest.raises(TypeError, match="both directions' params of one dtype, got float32 .forward. and float16"):
         bidi[0].apply({**bidi[1], "backward": {k: v.astype(jnp.float16) for k, v in bidi[1]["backward"].items()}}, X)
+
+
+BAD_KEYS = [
+    (None, "NoneType"),
+    (7, "int"),
+    (np.zeros(2, np.float32), r"float32 \(2,\)"),
+    (np.zeros(3, np.uint32), r"uint32 \(3,\)"),
+    (np.zeros((2, 2), np.uint32), r"uint32 \(2, 2\)"),
+    (jax.random.split(jax.random.key(0), 2), r"key<fry> \(2,\)"),
+]
+
+
+@pytest.mark.parametrize("rng,got", BAD_KEYS)
+def test_init_wants_a_single_key(kind, rng, got):
+    make = KINDS[kind][0]
+    layers = [make(4), jlstm.Bidirectional(make(4)), jlstm.Sequential([make(4)]), jlstm.Dense(2)]
+    for layer in layers + [jlstm.Dropout(0.5), jlstm.Masking()]:  # these two draw nothing, but take a key too
+        with pytest.raises(TypeError, match=rf"{layer.type_name} init: expected rng as a single PRNG key.*got {got}"):
+            layer.init(rng, SHAPE)
+
+
+@pytest.mark.parametrize("rng,got", BAD_KEYS[1:])
+def test_dropout_wants_a_single_key(kind, rng, got):
+    make = KINDS[kind][0]
+    for layer in (make(4, dropout=0.5), jlstm.Sequential([make(4, dropout=0.5)]), jlstm.Dropout(0.5)):
+        _, params = layer.init(jax.random.key(0), SHAPE)
+        with pytest.raises(TypeError, match=f"{layer.type_name}: expected rng as a single PRNG key.*got {got}"):
+            layer.apply(params, X, training=True, rng=rng)
+    # a raw key works as a typed one
+    layer = make(4, dropout=0.5)
+    _, params = layer.init(jax.random.PRNGKey(0), SHAPE)
+    np.testing.assert_array_equal(
+        layer.apply(params, X + 1, training=True, rng=jax.random.PRNGKey(1)),
+        layer.apply(params, X + 1, training=True, rng=jax.random.key(1)),
+    )

@@ -15,11 +15,20 @@ from jax.experimental import checkify
 Shape = tuple[int | None, ...]
 
 
+# The largest size (units, features, timesteps, batch) a layer takes: jnp indexes with int32,
+# so larger sizes overflow inside JAX (an OverflowError from an int32 cast).
+MAX_SIZE = 2**31 - 1
+MAX_SIZE_TEXT = f"2**31 - 1 = {MAX_SIZE}"
+
+
 def positive_int(value: Any, what: str) -> int:
+    """A size: an int in [1, MAX_SIZE]."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what}: expected a positive int, got {value!r} ({type(value).__name__})")
     if value <= 0:
         raise ValueError(f"{what}: expected a positive int, got {value}")
+    if value > MAX_SIZE:
+        raise ValueError(f"{what}: expected a positive int up to {MAX_SIZE_TEXT}, got {value}")
     return int(value)
 
 
@@ -66,13 +75,16 @@ def unroll_factor(unroll: Any) -> int | bool:
 
 
 def shape_tuple(input_shape: Any, what: str) -> Shape:
-    """Any shape as a tuple of ints and Nones."""
+    """Any shape as a tuple of sizes and Nones (stax's -1 kept as given)."""
     try:
         shape = tuple(input_shape)
     except TypeError:
         raise TypeError(f"{what}: expected an input_shape tuple, got {input_shape!r}") from None
     if not all(d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in shape):
         raise TypeError(f"{what}: expected an input_shape of ints and Nones, got {input_shape!r}")
+    for axis, dim in enumerate(shape):
+        if dim is not None and dim != -1:
+            positive_int(dim, f"{what}: input_shape[{axis}] in {shape}")
     return shape
 
 

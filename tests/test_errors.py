@@ -1,5 +1,7 @@
 """Bad input fails at the call with a ValueError/TypeError naming expected and received."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 from jax.experimental import checkify
 
 import jlstm
+from jlstm.cli import main
 
 SHAPE = (None, 6, 3)
 # Every recurrent layer gets the same bad-input suite: its constructor, its gate count and
@@ -362,3 +365,59 @@ def test_dropout_wants_a_single_key(kind, rng, got):
         layer.apply(params, X + 1, training=True, rng=jax.random.PRNGKey(1)),
         layer.apply(params, X + 1, training=True, rng=jax.random.key(1)),
     )
+
+
+@pytest.mark.parametrize("size", [2**31, 99999999999])
+def test_sizes_are_at_most_int32_max(size, kind, rng):
+    make = KINDS[kind][0]
+    match = rf"expected a positive int up to 2\*\*31 - 1 = 2147483647, got {size}"
+    for build in (lambda: make(size), lambda: jlstm.Dense(size), lambda: make(4, unroll=size)):
+        with pytest.raises(ValueError, match=match):
+            build()
+    for shape in ((None, 6, size), (None, size, 3), (size, 6, 3)):
+        with pytest.raises(ValueError, match=match):
+            make(4).init(rng, shape)
+        with pytest.raises(ValueError, match=match):
+            jlstm.Dense(2).init(rng, shape)
+        with pytest.raises(ValueError, match=match):
+            jlstm.Dropout(0.5).init(rng, shape)
+    assert jlstm.count_params(make(2**31 - 1), (None, 2**31 - 1, 3)) > 0  # the bound itself works
+
+
+@pytest.mark.parametrize("shape", [(None, -3, 3), (0, 6, 3), (None, 6, 0)])
+def test_dense_and_dropout_shapes_hold_sizes(shape, rng):
+    for layer in (jlstm.Dense(2), jlstm.Dropout(0.5)):
+        with pytest.raises(ValueError, match="expected a positive int, got"):
+            layer.init(rng, shape)
+    assert jlstm.Dense(2).init(rng, (-1, 6, 3))[0] == (-1, 6, 2)  # stax's -1 batch stays
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["summary", "--units", "99999999999"],
+        ["summary", "--timesteps", "2147483648"],
+        ["summary", "--features", "99999999999"],
+        ["train", "digits", "--epochs", "99999999999"],
+        ["train", "digits", "--batch-size", "2147483648"],
+        ["train", "digits", "--units", "99999999999"],
+        ["train", "digits", "--seed", "4294967296"],  # NumPy's and scikit-learn's seeds are < 2**32
+    ],
+)
+def test_cli_numbers_have_bounds(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "error" in line] == [err.strip().splitlines()[-1]]
+    bound = 2**32 - 1 if "--seed" in argv else 2**31 - 1
+    assert re.fullmatch(
+        rf"jlstm \w+: error: argument {argv[-2]}: expected .* up to .* = {bound}, got {argv[-1]}",
+        err.strip().splitlines()[-1],
+    )
+
+
+def test_cli_takes_sizes_up_to_the_bound(capsys):
+    assert main(["summary", "--units", str(2**31 - 1)]) == 0
+    assert f"{4 * ((3 + 2**31 - 1) * (2**31 - 1) + 2**31 - 1):,}" in capsys.readouterr().out

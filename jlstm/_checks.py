@@ -68,6 +68,25 @@ def rate(value: Any, what: str) -> float:
     return float(value)
 
 
+def items(value: Any, kind: type, what: str, expected: str) -> tuple[Any, ...]:
+    """A non-empty list (tuple, generator, any iterable but a str or a dict) of `kind`s, as a tuple."""
+    if isinstance(value, kind):
+        raise TypeError(f"{what}: expected {expected}, got a single {_kind_name(value)} (put it in a list)")
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"{what}: expected {expected}, got {type(value).__name__}")
+    value = tuple(value)
+    if not value:
+        raise TypeError(f"{what}: expected {expected}, got an empty list")
+    for i, item in enumerate(value):
+        if not isinstance(item, kind):
+            raise TypeError(f"{what}: expected {expected}, got {type(item).__name__} at [{i}]")
+    return value
+
+
+def _kind_name(value: Any) -> str:
+    return getattr(value, "type_name", type(value).__name__)
+
+
 def unroll_factor(unroll: Any) -> int | bool:
     if isinstance(unroll, bool):
         return unroll

@@ -202,15 +202,14 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
     keep the time axis, as in Keras.
 
     Args:
-        layers: the jlstm layers, first to last; only the last may return several outputs.
+        layers: the jlstm layers, first to last (a list, a tuple or any iterable of them); only
+            the last may return several outputs.
         name: the model's name in a summary.
 
     Returns:
         A `Layer` whose params are a tuple, one entry per layer.
     """
-    layers = tuple(layers)
-    if not layers or not all(isinstance(layer, Layer) for layer in layers):
-        raise TypeError(f"Sequential: expected a non-empty list of jlstm layers, got {layers!r}")
+    layers = _checks.items(layers, Layer, "Sequential", "a non-empty list of jlstm layers")
     what = f"Sequential {name or ''}".rstrip()
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
@@ -220,8 +219,8 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         for i, (layer, key) in enumerate(zip(layers, keys)):
             if isinstance(shape, list):
                 raise ValueError(
-                    f"{what}: layer {i} ({layers[i - 1].type_name}) returns several outputs "
-                    f"{shape}; only the last layer may"
+                    f"{what}: expected only the last layer to return several outputs, got layer {i - 1} "
+                    f"({layers[i - 1].type_name}) returning {shape}"
                 )
             shape, layer_params = layer.init(key, shape)
             params.append(layer_params)

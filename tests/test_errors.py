@@ -421,3 +421,32 @@ def test_cli_numbers_have_bounds(argv, capsys):
 def test_cli_takes_sizes_up_to_the_bound(capsys):
     assert main(["summary", "--units", str(2**31 - 1)]) == 0
     assert f"{4 * ((3 + 2**31 - 1) * (2**31 - 1) + 2**31 - 1):,}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "layers,got",
+    [
+        (None, "NoneType"),
+        (jlstm.LSTM(3), r"a single LSTM \(put it in a list\)"),
+        ("LSTM", "str"),
+        (5, "int"),
+        ({"lstm": jlstm.LSTM(3)}, "dict"),
+        ([], "an empty list"),
+        ([jlstm.LSTM(3), 5], r"int at \[1\]"),
+        ([tuple(jlstm.LSTM(3))], r"tuple at \[0\]"),
+    ],
+)
+def test_sequential_wants_a_list_of_layers(layers, got):
+    with pytest.raises(TypeError, match=f"Sequential: expected a non-empty list of jlstm layers, got {got}"):
+        jlstm.Sequential(layers)
+
+
+def test_sequential_takes_any_iterable_of_layers(rng):
+    layers = [jlstm.LSTM(3, return_sequences=True), jlstm.Dense(2)]
+    from_generator = jlstm.Sequential(layer for layer in layers)
+    assert from_generator.sublayers == tuple(layers)
+    assert from_generator.init(rng, SHAPE)[0] == (None, 6, 2)
+    with pytest.raises(
+        ValueError, match=r"expected only the last layer to return several outputs, got layer 0 \(LSTM\)"
+    ):
+        jlstm.Sequential([jlstm.LSTM(3, return_state=True), jlstm.Dense(2)]).init(rng, SHAPE)

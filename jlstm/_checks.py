@@ -53,6 +53,40 @@ def flag(value: Any, what: str) -> bool:
     return bool(value)
 
 
+def training(value: Any, what: str) -> bool:
+    """`apply`'s `training`: a Python bool, as it picks the program (static under jax.jit)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}: expected training=True or False (under jax.jit, a static argument), got {value!r}")
+    return bool(value)
+
+
+def layer_name(name: Any, type_name: str) -> str:
+    """What errors call a layer: its type and its `name` (None or a str), e.g. "LSTM encoder"."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{type_name} name: expected a str or None, got {name!r}")
+    return f"{type_name} {name or ''}".rstrip()
+
+
+def mask_value(value: Any, what: str) -> float:
+    """Masking's `mask_value`: a real number that equals itself (NaN would mask nothing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what}: expected a number as mask_value, got {value!r}")
+    if value != value:  # NaN; np.isnan fails on ints beyond int64
+        raise ValueError(f"{what}: expected a mask_value other than NaN (NaN equals nothing: no step would be masked)")
+    return value
+
+
+def initialized(value: Any, shape: tuple[int, ...], dtype: Any, what: str) -> jax.Array:
+    """A custom initializer's output: an array of the `shape` and `dtype` it was asked for."""
+    want = f"{jnp.dtype(dtype)} {tuple(shape)}"
+    got = f"{value.dtype} {tuple(value.shape)}" if hasattr(value, "shape") and hasattr(value, "dtype") else None
+    if got != want:
+        raise ValueError(
+            f"{what}: expected the initializer to return a {want} array, got {got or type(value).__name__}"
+        )
+    return value
+
+
 def use_cudnn(value: Any, what: str) -> str | bool:
     """`use_cudnn` as Keras 3 takes it: "auto", True or False (not 1 or 0)."""
     if not (value is True or value is False or (isinstance(value, str) and value == "auto")):

@@ -99,7 +99,7 @@ def _shapes(s: RecurrentSpec, features: int | None) -> dict[str, tuple[int | Non
 
 def dropout_rng(s: RecurrentSpec, training: bool, rng: jax.Array | None, what: str) -> jax.Array | None:
     """The key to draw dropout masks with, or None when no dropout applies to this call."""
-    if not training or not (s.dropout or s.recurrent_dropout):
+    if not _checks.training(training, what) or not (s.dropout or s.recurrent_dropout):
         return None
     if rng is None:
         raise ValueError(f"{what}: expected rng=<PRNG key> with training=True (dropout is on), got None")

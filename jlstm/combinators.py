@@ -70,7 +70,9 @@ def Bidirectional(
         A `Layer` with params `{"forward": ..., "backward": ...}`.
     """
     for role, candidate in (("layer", layer), ("backward_layer", backward_layer)):
-        if candidate is not None and (not isinstance(candidate, Layer) or candidate.type_name not in RECURRENT):
+        if role == "backward_layer" and candidate is None:
+            continue  # a copy of `layer` reading backwards
+        if not isinstance(candidate, Layer) or candidate.type_name not in RECURRENT:
             got = candidate.type_name if isinstance(candidate, Layer) else type(candidate).__name__
             kinds = ", ".join(RECURRENT)
             raise TypeError(f"Bidirectional {role}: expected a jlstm recurrent layer ({kinds}), got {got}")
@@ -103,7 +105,7 @@ def Bidirectional(
     return_sequences, return_state = fwd_cfg["return_sequences"], fwd_cfg["return_state"]
     specs = (forward.spec, backward.spec)
     reverse = (bool(fwd_cfg["go_backwards"]), bool(bwd_cfg["go_backwards"]))
-    what = f"Bidirectional {name or ''}".rstrip()
+    what = _checks.layer_name(name, "Bidirectional")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
         k_fwd, k_bwd = jax.random.split(_checks.prng_key(rng, f"{what} init"))
@@ -210,7 +212,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         A `Layer` whose params are a tuple, one entry per layer.
     """
     layers = _checks.items(layers, Layer, "Sequential", "a non-empty list of jlstm layers")
-    what = f"Sequential {name or ''}".rstrip()
+    what = _checks.layer_name(name, "Sequential")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
         keys = jax.random.split(_checks.prng_key(rng, f"{what} init"), len(layers))
@@ -235,6 +237,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
+        _checks.training(training, what)
         if not isinstance(params, (tuple, list)) or len(params) != len(layers):
             got = (
                 f"{type(params).__name__} of {len(params)}"

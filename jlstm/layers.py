@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jlstm import _checks, _recurrent, cudnn
 from jlstm.activations import Activation, get_activation
@@ -162,7 +161,7 @@ def LSTM(
 
 
 def _what(type_name: str, name: str | None) -> str:
-    return f"{type_name} {name or ''}".rstrip()
+    return _checks.layer_name(name, type_name)
 
 
 def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_gate_dropout: bool = True) -> Layer:
@@ -375,7 +374,8 @@ def Dense(
     """
     config = dict(locals())
     units = _checks.positive_int(units, "Dense units")
-    what = f"Dense {name or ''}".rstrip()
+    what = _what("Dense", name)
+    use_bias = _checks.flag(use_bias, f"{what} use_bias")
     act = get_activation(activation, f"{what} activation")
     init_kernel = get_initializer(kernel_initializer, f"{what} kernel_initializer")
     init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
@@ -395,7 +395,8 @@ def Dense(
     def apply(
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
     ) -> jax.Array:
-        del mask, training, rng
+        del mask, rng
+        _checks.training(training, what)
         expected = {"kernel": (None, units)} | ({"bias": (units,)} if use_bias else {})
         _checks.param_tree(params, expected, what)
         features = params["kernel"].shape[0]
@@ -414,7 +415,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
     """Keras's Dropout: zeroes a `rate` fraction of inputs and scales the rest by
     1 / (1 - rate), only in `apply(..., training=True, rng=key)`."""
     rate = _checks.rate(rate, "Dropout rate")
-    what = f"Dropout {name or ''}".rstrip()
+    what = _what("Dropout", name)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
         _checks.prng_key(rng, f"{what} init")  # unused, but every init takes a key
@@ -424,6 +425,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
     ) -> jax.Array:
         del mask
+        training = _checks.training(training, what)
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
         if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -440,9 +442,8 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
 def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
     layers after it (inside `Sequential`), and its features are set to 0."""
-    what = f"Masking {name or ''}".rstrip()
-    if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{what}: expected a number as mask_value, got {mask_value!r}")
+    what = _what("Masking", name)
+    mask_value = _checks.mask_value(mask_value, what)
 
     def timestep_mask(inputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         del mask  # Keras's Masking replaces any incoming mask
@@ -455,7 +456,8 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     def apply(
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
     ) -> jax.Array:
-        del mask, training, rng
+        del mask, rng
+        _checks.training(training, what)
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
         if x.ndim != 3:

@@ -450,3 +450,34 @@ def test_sequential_takes_any_iterable_of_layers(rng):
         ValueError, match=r"expected only the last layer to return several outputs, got layer 0 \(LSTM\)"
     ):
         jlstm.Sequential([jlstm.LSTM(3, return_state=True), jlstm.Dense(2)]).init(rng, SHAPE)
+
+
+def test_checks_the_fuzz_found(rng, kind, tmp_path):
+    make = KINDS[kind][0]
+    layer = make(4)
+    _, params = layer.init(rng, SHAPE)
+    for bad in (1, "no", None):
+        with pytest.raises(TypeError, match=r"expected training=True or False \(under jax.jit, a static argument\)"):
+            layer.apply(params, X, training=bad)
+    with pytest.raises(TypeError, match=r"training=True or False .*got JitTracer"):
+        jax.jit(layer.apply)(params, X, training=True)
+    with pytest.raises(TypeError, match=f"{kind} name: expected a str or None, got 5"):
+        make(4, name=5)
+    short = lambda key, shape, dtype=jnp.float32: jnp.zeros(shape[:1], dtype)  # noqa: E731
+    width = 4 * KINDS[kind][1]
+    with pytest.raises(
+        ValueError, match=rf"kernel_initializer: expected the initializer to return a float32 \(3, {width}\)"
+    ):
+        make(4, kernel_initializer=short).init(rng, SHAPE)
+    with pytest.raises(TypeError, match="Bidirectional layer: expected a jlstm recurrent layer .*got NoneType"):
+        jlstm.Bidirectional(None)
+    with pytest.raises(ValueError, match="mask_value other than NaN"):
+        jlstm.Masking(float("nan"))
+    with pytest.raises(TypeError, match="Dense use_bias: expected True or False, got 1"):
+        jlstm.Dense(2, use_bias=1)
+    with pytest.raises(TypeError, match="summary: expected namer as a jlstm.Namer or None, got dict"):
+        jlstm.summary(layer, SHAPE, namer={})
+    with pytest.raises(TypeError, match="count_params: expected a jlstm Layer with an input_shape, got dict"):
+        jlstm.count_params(params, SHAPE)
+    with pytest.raises(ValueError, match=r"params\['step'\]: expected an int in \[-2\*\*63, 2\*\*64 - 1\]"):
+        jlstm.save(tmp_path / "p.ckpt", {"step": 2**64})

@@ -358,8 +358,10 @@ def test_dropout_wants_a_single_key(kind, rng, got):
         _, params = layer.init(jax.random.key(0), SHAPE)
         with pytest.raises(TypeError, match=f"{layer.type_name}: expected rng as a single PRNG key.*got {got}"):
             layer.apply(params, X, training=True, rng=rng)
-    # a raw key works as a typed one
-    layer = make(4, dropout=0.5)
+
+
+def test_raw_keys_draw_as_typed_ones(kind):
+    layer = KINDS[kind][0](4, dropout=0.5)
     _, params = layer.init(jax.random.PRNGKey(0), SHAPE)
     np.testing.assert_array_equal(
         layer.apply(params, X + 1, training=True, rng=jax.random.PRNGKey(1)),

@@ -206,7 +206,7 @@ def values_within(values: np.ndarray | jax.Array, low: int, high: int, expected:
 def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
     """Inputs of shape (batch, timesteps >= 1, features), cast to the params' `dtype`
     (Keras casts inputs to the layer's dtype)."""
-    x = array(x, f"{what} inputs")
+    x = numeric(x, f"{what} inputs")
     if x.ndim != 3:
         raise ValueError(
             f"{what}: expected inputs of rank 3 (batch, timesteps, features={features}), got shape {tuple(x.shape)}"
@@ -217,7 +217,7 @@ def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
         )
     if x.shape[1] == 0:
         raise ValueError(f"{what}: expected at least one timestep, got shape {tuple(x.shape)}")
-    return x.astype(dtype)
+    return jnp.asarray(x, dtype)  # from NumPy's int64 directly, not through JAX's int32
 
 
 def sequence_mask(mask: Any, lengths: Any, batch: int, timesteps: int, what: str) -> jax.Array | None:
@@ -255,10 +255,10 @@ def states(initial_state: Any, count: int, batch: int, units: Sequence[int], dty
         raise ValueError(f"{what}: expected initial_state as {count} arrays, got {got}")
     out = []
     for i, (s, u) in enumerate(zip(initial_state, units)):
-        s = array(s, f"{what} initial_state[{i}]")
+        s = numeric(s, f"{what} initial_state[{i}]")
         if s.shape != (batch, u):
             raise ValueError(f"{what}: expected initial_state[{i}] of shape ({batch}, {u}), got {tuple(s.shape)}")
-        out.append(s.astype(dtype))
+        out.append(jnp.asarray(s, dtype))
     return out
 
 

@@ -400,10 +400,10 @@ def Dense(
         expected = {"kernel": (None, units)} | ({"bias": (units,)} if use_bias else {})
         _checks.param_tree(params, expected, what)
         features = params["kernel"].shape[0]
-        x = _checks.array(inputs, f"{what} inputs")
+        x = _checks.numeric(inputs, f"{what} inputs")
         if x.ndim < 2 or x.shape[-1] != features:
             raise ValueError(f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}")
-        y = x.astype(params["kernel"].dtype) @ params["kernel"]
+        y = jnp.asarray(x, params["kernel"].dtype) @ params["kernel"]
         if use_bias:
             y = y + params["bias"]
         return act(y)

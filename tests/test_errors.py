@@ -210,11 +210,19 @@ def test_more_bad_inputs(lstm, rng):
         jlstm.Bidirectional(jlstm.LSTM(4), backward_layer=jlstm.LSTM(6, go_backwards=True), merge_mode="ave")
 
 
-def test_inputs_take_the_params_dtype(lstm):
+def test_inputs_take_the_params_dtype(lstm, kind):
     layer, params = lstm
     out = layer.apply(params, np.ones((2, 6, 3), jnp.bfloat16))
     assert out.dtype == jnp.float32  # as Keras casts inputs to the layer's float32
     np.testing.assert_array_equal(out, layer.apply(params, np.ones((2, 6, 3), np.int32)))
+    # int64 values beyond int32 are cast to float, not wrapped as JAX's int32 would
+    big = np.full((2, 6, 3), 2**40 + 3)
+    np.testing.assert_array_equal(layer.apply(params, big), layer.apply(params, big.astype(np.float32)))
+    state = (np.full((2, 4), 2**40 + 3),) * KINDS[kind][2]
+    np.testing.assert_array_equal(
+        layer.apply(params, X, initial_state=state),
+        layer.apply(params, X, initial_state=[s.astype(np.float32) for s in state]),
+    )
     y = jlstm.Dropout(0.25).apply({}, np.full((4, 8), 3), training=True, rng=jax.random.key(0))
     assert set(np.unique(y).tolist()) <= {0.0, 4.0}
 
@@ -483,3 +491,14 @@ def test_checks_the_fuzz_found(rng, kind, tmp_path):
         jlstm.count_params(params, SHAPE)
     with pytest.raises(ValueError, match=r"params\['step'\]: expected an int in \[-2\*\*63, 2\*\*64 - 1\]"):
         jlstm.save(tmp_path / "p.ckpt", {"step": 2**64})
+
+
+def test_int64_inputs_are_not_wrapped(rng, kind):
+    big = np.full((2, 3), 2**40 + 3)
+    _, dense = jlstm.Dense(2).init(rng, (None, 3))
+    np.testing.assert_array_equal(jlstm.Dense(2).apply(dense, big), jlstm.Dense(2).apply(dense, big.astype(np.float32)))
+    _, params = KINDS[kind][0](4).init(rng, SHAPE)
+    state = (np.zeros((2, 4), np.float32),) * KINDS[kind][2]
+    jax.tree.map(
+        np.testing.assert_array_equal, step(kind, params, state, big), step(kind, params, state, big.astype(np.float32))
+    )

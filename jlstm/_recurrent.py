@@ -71,10 +71,14 @@ def prepare_call(
     directions; returns the inputs, the bool mask and each direction's initial state (or
     None for zeros). A single-state layer takes its state as `h` or `(h,)`, as Keras does."""
     first_spec, first_params = directions[0]
-    _checks.param_tree(first_params, _shapes(first_spec, None), what)
+    dtype = _checks.param_tree(first_params, _shapes(first_spec, None), what)
     features = first_params["kernel"].shape[0]
     for direction_spec, params in directions[1:]:
-        _checks.param_tree(params, _shapes(direction_spec, features), what)
+        other = _checks.param_tree(params, _shapes(direction_spec, features), what)
+        if other != dtype:  # both directions read the inputs cast to one dtype
+            raise TypeError(
+                f"{what}: expected both directions' params of one dtype, got {dtype} (forward) and {other} (backward)"
+            )
     x = _checks.sequence_input(inputs, features, first_params["kernel"].dtype, what)
     batch, timesteps, _ = x.shape
     mask = _checks.sequence_mask(mask, lengths, batch, timesteps, what)
@@ -95,7 +99,7 @@ def _shapes(s: RecurrentSpec, features: int | None) -> dict[str, tuple[int | Non
 
 def dropout_rng(s: RecurrentSpec, training: bool, rng: jax.Array | None, what: str) -> jax.Array | None:
     """The key to draw dropout masks with, or None when no dropout applies to this call."""
-    if not training or not (s.dropout or s.recurrent_dropout):
+    if not _checks.training(training, what) or not (s.dropout or s.recurrent_dropout):
         return None
     if rng is None:
         raise ValueError(f"{what}: expected rng=<PRNG key> with training=True (dropout is on), got None")

@@ -263,12 +263,12 @@ def _checked_step(cell: Cell, params: Any, state: Any, x_t: Any, what: str) -> t
     _checks.param_tree(params, {"kernel": (None, None), "recurrent_kernel": (None, None)} | _bias_key(params), what)
     features, units = params["kernel"].shape[0], params["recurrent_kernel"].shape[0]
     _checks.param_tree(params, param_shapes(cell, features, units, "bias" in params), what)
-    x_t = _checks.array(x_t, f"{what} x_t")
+    x_t = _checks.numeric(x_t, f"{what} x_t")
     if x_t.ndim != 2 or x_t.shape[1] != features:
         raise ValueError(f"{what}: expected x_t of shape (batch, {features}), got {tuple(x_t.shape)}")
     dtype = params["kernel"].dtype
     state = tuple(_checks.states(state, cell.state_size, x_t.shape[0], [units] * cell.state_size, dtype, what))
-    new = step(cell, weights(cell, params), state, x_t.astype(dtype))
+    new = step(cell, weights(cell, params), state, jnp.asarray(x_t, dtype))
     return new, new[0]
 
 

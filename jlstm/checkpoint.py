@@ -38,6 +38,7 @@ MAGIC = b"JLSTMCKP"
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sIQI")  # magic, version, payload length, CRC-32 of the payload
 _SCALARS = (bool, int, float)
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what msgpack stores
 
 
 def save(path: PathLike, params: Any) -> None:
@@ -158,6 +159,8 @@ def _encode_array(x: Any, where: str) -> dict[str, Any]:
 def _encode(tree: Any, where: str) -> Any:
     if tree is None:
         return {"type": "none"}
+    if isinstance(tree, int) and not isinstance(tree, bool) and not _INT_RANGE[0] <= tree <= _INT_RANGE[1]:
+        raise ValueError(f"{where}: expected an int in [-2**63, 2**64 - 1] (msgpack's), got {tree}")
     if isinstance(tree, _SCALARS):
         return {"type": "scalar", "value": tree}
     if _is_key_array(tree):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jlstm._checks import MAX_SIZE, MAX_SIZE_TEXT
 from jlstm.combinators import MERGE_MODES, Bidirectional
 from jlstm.layers import LSTM, RECURRENT, Layer
 from jlstm.summary import Namer, summary
@@ -25,12 +26,15 @@ SEED_UNITS = 5
 
 
 def _positive_int(text: str) -> int:
+    """A size, bounded as the layers bound theirs."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    if value > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a positive int up to {MAX_SIZE_TEXT}, got {value}")
     return value
 
 
@@ -74,6 +78,9 @@ def _positive_float(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**32 - 1  # NumPy's and scikit-learn's seeds
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -81,6 +88,8 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0 up to 2**32 - 1 = {MAX_SEED}, got {value}")
     return value
 
 

@@ -70,7 +70,9 @@ def Bidirectional(
         A `Layer` with params `{"forward": ..., "backward": ...}`.
     """
     for role, candidate in (("layer", layer), ("backward_layer", backward_layer)):
-        if candidate is not None and (not isinstance(candidate, Layer) or candidate.type_name not in RECURRENT):
+        if role == "backward_layer" and candidate is None:
+            continue  # a copy of `layer` reading backwards
+        if not isinstance(candidate, Layer) or candidate.type_name not in RECURRENT:
             got = candidate.type_name if isinstance(candidate, Layer) else type(candidate).__name__
             kinds = ", ".join(RECURRENT)
             raise TypeError(f"Bidirectional {role}: expected a jlstm recurrent layer ({kinds}), got {got}")
@@ -103,10 +105,10 @@ def Bidirectional(
     return_sequences, return_state = fwd_cfg["return_sequences"], fwd_cfg["return_state"]
     specs = (forward.spec, backward.spec)
     reverse = (bool(fwd_cfg["go_backwards"]), bool(bwd_cfg["go_backwards"]))
-    what = f"Bidirectional {name or ''}".rstrip()
+    what = _checks.layer_name(name, "Bidirectional")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
-        k_fwd, k_bwd = jax.random.split(rng)
+        k_fwd, k_bwd = jax.random.split(_checks.prng_key(rng, f"{what} init"))
         fwd_shape, fwd_params = forward.init(k_fwd, input_shape)
         bwd_shape, bwd_params = backward.init(k_bwd, input_shape)
         params = {"forward": fwd_params, "backward": bwd_params}
@@ -177,7 +179,7 @@ def Bidirectional(
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
-        _checks.param_tree(params, {"forward": (), "backward": ()}, what)
+        _checks.param_keys(params, ("forward", "backward"), what)
         directions = [(specs[0], params["forward"]), (specs[1], params["backward"])]
         x, mask, states = _recurrent.prepare_call(directions, inputs, mask, lengths, initial_state, what)
         keys = [_recurrent.dropout_rng(spec, training, rng, what) for spec in specs]
@@ -202,25 +204,25 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
     keep the time axis, as in Keras.
 
     Args:
-        layers: the jlstm layers, first to last; only the last may return several outputs.
+        layers: the jlstm layers, first to last (a list, a tuple or any iterable of them); only
+            the last may return several outputs.
         name: the model's name in a summary.
 
     Returns:
         A `Layer` whose params are a tuple, one entry per layer.
     """
-    layers = tuple(layers)
-    if not layers or not all(isinstance(layer, Layer) for layer in layers):
-        raise TypeError(f"Sequential: expected a non-empty list of jlstm layers, got {layers!r}")
-    what = f"Sequential {name or ''}".rstrip()
+    layers = _checks.items(layers, Layer, "Sequential", "a non-empty list of jlstm layers")
+    what = _checks.layer_name(name, "Sequential")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        keys = jax.random.split(_checks.prng_key(rng, f"{what} init"), len(layers))
         shape: OutputShape = _checks.sequence_shape(input_shape, what)
         params = []
-        for i, (layer, key) in enumerate(zip(layers, jax.random.split(rng, len(layers)))):
+        for i, (layer, key) in enumerate(zip(layers, keys)):
             if isinstance(shape, list):
                 raise ValueError(
-                    f"{what}: layer {i} ({layers[i - 1].type_name}) returns several outputs "
-                    f"{shape}; only the last layer may"
+                    f"{what}: expected only the last layer to return several outputs, got layer {i - 1} "
+                    f"({layers[i - 1].type_name}) returning {shape}"
                 )
             shape, layer_params = layer.init(key, shape)
             params.append(layer_params)
@@ -235,6 +237,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         training: bool = False,
         rng: jax.Array | None = None,
     ) -> Any:
+        _checks.training(training, what)
         if not isinstance(params, (tuple, list)) or len(params) != len(layers):
             got = (
                 f"{type(params).__name__} of {len(params)}"
@@ -248,7 +251,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
                 f"{what}: expected inputs of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
             )
         mask = _checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], what)
-        keys = [None] * len(layers) if rng is None else list(jax.random.split(rng, len(layers)))
+        keys = [None] * len(layers) if rng is None else list(jax.random.split(_checks.prng_key(rng, what), len(layers)))
         for layer, layer_params, key in zip(layers, params, keys):
             x_in = x
             x = layer.apply(layer_params, x, mask=mask, training=training, rng=key)

@@ -52,5 +52,13 @@ INITIALIZERS["random_uniform"] = _shift_uniform(INITIALIZERS["random_uniform"])
 
 def get_initializer(initializer: str | Initializer, what: str = "initializer") -> Initializer:
     """Returns the initializer `(key, shape, dtype=float32) -> array` for a Keras name or
-    callable; `what` names the argument in the error for an unknown name."""
-    return _checks.named(initializer, INITIALIZERS, what, "(key, shape, dtype) -> array")
+    callable; `what` names the argument in the error for an unknown name, or for a callable
+    that returns another shape or dtype than asked."""
+    init = _checks.named(initializer, INITIALIZERS, what, "(key, shape, dtype) -> array")
+    if isinstance(initializer, str):
+        return init
+
+    def checked(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        return _checks.initialized(init(key, shape, dtype), shape, dtype, what)
+
+    return checked

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jlstm import _checks, _recurrent, cudnn
 from jlstm.activations import Activation, get_activation
@@ -43,7 +42,13 @@ class ApplyFn(Protocol):
     """`apply(params, inputs, **keywords) -> outputs`, pure. The keywords every layer takes:
     `mask` (bool (B, T), or None), `training` (dropout acts only when True) and `rng` (the
     PRNG key dropout draws from). Recurrent layers and Sequential also take `lengths`
-    (int (B,), instead of a mask); recurrent layers take `initial_state` too."""
+    (int (B,), instead of a mask); recurrent layers take `initial_state` too.
+
+    `lengths` must lie in [0, T]; concrete ones out of range are a ValueError at the call.
+    Traced ones (under `jax.jit`) cannot be read there: out of range, they act as clamped
+    to [0, T]. To have traced lengths checked, run the call under
+    `jax.experimental.checkify.checkify(f, errors=checkify.user_checks)` (or `all_checks`):
+    its error then names the lengths. An int mask must hold 0s and 1s, checked alike."""
 
     def __call__(
         self,
@@ -156,7 +161,7 @@ def LSTM(
 
 
 def _what(type_name: str, name: str | None) -> str:
-    return f"{type_name} {name or ''}".rstrip()
+    return _checks.layer_name(name, type_name)
 
 
 def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_gate_dropout: bool = True) -> Layer:
@@ -173,6 +178,7 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
     u = spec.units
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
+        rng = _checks.prng_key(rng, f"{what} init")
         batch, timesteps, features = _checks.sequence_shape(input_shape, what)
         shapes = param_shapes(cell, features, u, spec.use_bias)
         k_kernel, k_recurrent, k_bias = jax.random.split(rng, 3)
@@ -368,12 +374,14 @@ def Dense(
     """
     config = dict(locals())
     units = _checks.positive_int(units, "Dense units")
-    what = f"Dense {name or ''}".rstrip()
+    what = _what("Dense", name)
+    use_bias = _checks.flag(use_bias, f"{what} use_bias")
     act = get_activation(activation, f"{what} activation")
     init_kernel = get_initializer(kernel_initializer, f"{what} kernel_initializer")
     init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
+        rng = _checks.prng_key(rng, f"{what} init")
         shape = _checks.shape_tuple(input_shape, what)
         if len(shape) < 2:
             raise ValueError(f"{what}: expected input_shape of rank >= 2, got {shape}")
@@ -387,14 +395,15 @@ def Dense(
     def apply(
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
     ) -> jax.Array:
-        del mask, training, rng
+        del mask, rng
+        _checks.training(training, what)
         expected = {"kernel": (None, units)} | ({"bias": (units,)} if use_bias else {})
         _checks.param_tree(params, expected, what)
         features = params["kernel"].shape[0]
-        x = _checks.array(inputs, f"{what} inputs")
+        x = _checks.numeric(inputs, f"{what} inputs")
         if x.ndim < 2 or x.shape[-1] != features:
             raise ValueError(f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}")
-        y = x.astype(params["kernel"].dtype) @ params["kernel"]
+        y = jnp.asarray(x, params["kernel"].dtype) @ params["kernel"]
         if use_bias:
             y = y + params["bias"]
         return act(y)
@@ -406,16 +415,17 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
     """Keras's Dropout: zeroes a `rate` fraction of inputs and scales the rest by
     1 / (1 - rate), only in `apply(..., training=True, rng=key)`."""
     rate = _checks.rate(rate, "Dropout rate")
-    what = f"Dropout {name or ''}".rstrip()
+    what = _what("Dropout", name)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
-        del rng
+        _checks.prng_key(rng, f"{what} init")  # unused, but every init takes a key
         return _checks.shape_tuple(input_shape, what), {}
 
     def apply(
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
     ) -> jax.Array:
         del mask
+        training = _checks.training(training, what)
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
         if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -432,22 +442,22 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
 def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
     layers after it (inside `Sequential`), and its features are set to 0."""
-    what = f"Masking {name or ''}".rstrip()
-    if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{what}: expected a number as mask_value, got {mask_value!r}")
+    what = _what("Masking", name)
+    mask_value = _checks.mask_value(mask_value, what)
 
     def timestep_mask(inputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         del mask  # Keras's Masking replaces any incoming mask
         return jnp.any(jnp.asarray(inputs) != mask_value, axis=-1)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
-        del rng
+        _checks.prng_key(rng, f"{what} init")  # unused, but every init takes a key
         return _checks.sequence_shape(input_shape, what), {}
 
     def apply(
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
     ) -> jax.Array:
-        del mask, training, rng
+        del mask, rng
+        _checks.training(training, what)
         _checks.param_tree(params, {}, what)
         x = _checks.array(inputs, f"{what} inputs")
         if x.ndim != 3:

@@ -35,7 +35,10 @@ def count_params(tree_or_layer: Any, input_shape: Shape | None = None) -> int:
         _, tree = abstract_init(tree_or_layer, input_shape)
     else:
         if input_shape is not None:
-            raise TypeError("count_params: input_shape goes with a layer, not with a param tree")
+            raise TypeError(
+                f"count_params: expected a jlstm Layer with an input_shape, got {type(tree_or_layer).__name__} "
+                "(a param tree takes no input_shape)"
+            )
         tree = tree_or_layer
     leaves = jax.tree_util.tree_leaves(tree)
     for leaf in leaves:
@@ -108,8 +111,10 @@ def summary(layer: Layer, input_shape: Shape, *, namer: Namer | None = None) -> 
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"summary: expected a jlstm Layer, got {type(layer).__name__}")
+    if namer is not None and not isinstance(namer, Namer):
+        raise TypeError(f"summary: expected namer as a jlstm.Namer or None, got {type(namer).__name__}")
     input_shape = _checks.sequence_shape(input_shape, "summary")
-    namer = namer or Namer()
+    namer = Namer() if namer is None else namer
     input_name = namer.next("InputLayer")
     names = namer.name_tree(layer)
     rows = [_row(f"{input_name} (InputLayer)", input_shape, 0)]

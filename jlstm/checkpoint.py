@@ -24,7 +24,7 @@ import os
 import secrets
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -189,7 +189,7 @@ def _decode(node: Any, path: str) -> Any:
         if kind == "array":
             return _decode_array(node)
         if kind == "key":
-            return jax.random.wrap_key_data(_decode_array(node["data"]), impl=node["impl"])
+            return jax.random.wrap_key_data(jnp.asarray(_decode_array(node["data"])), impl=node["impl"])
         if kind == "dict":
             return dict(zip(node["keys"], (_decode(v, path) for v in node["values"]), strict=True))
         if kind in ("tuple", "list"):
@@ -227,7 +227,8 @@ def _restore_like(tree: Any, like: Any, where: str) -> Any:
         if not isinstance(tree, Mapping) or set(tree) != set(like):
             raise mismatch
         items = [(k, _restore_like(tree[k], v, f"{where}[{k!r}]")) for k, v in like.items()]
-        return dict(items) if type(like) is dict else type(like)(items)
+        mapping_type: Callable[..., Mapping[Any, Any]] = type(like)
+        return dict(items) if mapping_type is dict else mapping_type(items)
     if isinstance(like, (tuple, list)):
         same_kind = isinstance(tree, list) if isinstance(like, list) else isinstance(tree, tuple)
         if not same_kind or len(tree) != len(like):

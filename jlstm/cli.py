@@ -10,10 +10,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jlstm.combinators import MERGE_MODES, Bidirectional
 from jlstm.layers import LSTM, Layer
 from jlstm.summary import Namer, summary
+
+if TYPE_CHECKING:  # jlstm.tasks imports the training stack: only where a task runs
+    from jlstm.tasks import Config, Result
 
 SEED_SHAPE = (None, 11, 3)
 SEED_UNITS = 5
@@ -95,7 +99,7 @@ def _unwritable(out: Path) -> str | None:
     return None
 
 
-def _write_outputs(out: Path, result, args: argparse.Namespace, cfg, seconds: float) -> list[Path]:
+def _write_outputs(out: Path, result: Result, args: argparse.Namespace, cfg: Config, seconds: float) -> list[Path]:
     from jlstm.checkpoint import save, write_atomic
 
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +55,13 @@ class ApplyFn(Protocol):
         rng: jax.Array | None = None,
         **keywords: Any,
     ) -> Any: ...
+
+
+def as_apply_fn(apply: Callable[..., Any]) -> ApplyFn:
+    """A layer's apply function as an `ApplyFn`. The protocol lets callers pass the keywords
+    that only some layers take (`lengths`, `initial_state`); each function takes its own and
+    raises a TypeError on any other, which a structural type cannot say."""
+    return cast(ApplyFn, apply)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -182,14 +189,22 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         }
         if spec.use_bias:
             params["bias"] = _bias(init_bias, k_bias, shapes["bias"], config.get("unit_forget_bias", False), u)
-        out = (batch, timesteps, u) if return_sequences else (batch, u)
+        out: Shape = (batch, timesteps, u) if return_sequences else (batch, u)
         if return_state:
-            return [out] + [(batch, u)] * cell.state_size, params
+            states: list[Shape] = [(batch, u)] * cell.state_size
+            return [out, *states], params
         return out, params
 
     # one dispatch for the whole layer once the inputs are checked
     @functools.partial(jax.jit, static_argnames="routes")
-    def compute(params, x, mask, states, key, routes=("scan",)):
+    def compute(
+        params: Params,
+        x: jax.Array,
+        mask: jax.Array | None,
+        states: _recurrent.States,
+        key: jax.Array | None,
+        routes: tuple[str, ...] = ("scan",),
+    ) -> Any:
         result = cudnn.run_directions(
             spec,
             [params],
@@ -203,7 +218,7 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
             route=routes[0],
             what=what,
         )
-        out = result.sequences[0] if return_sequences else result.h[0]
+        out = result.h[0] if result.sequences is None else result.sequences[0]
         return (out, *(s[0] for s in result.states)) if return_state else out
 
     def apply(
@@ -221,10 +236,12 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         routes = cudnn.plan([spec], x, mask, key is not None, what)
         return compute(params, x, mask, states, key, routes)
 
-    return Layer(init, apply, type_name, config["name"], config, spec=spec)
+    return Layer(init, as_apply_fn(apply), type_name, config["name"], config, spec=spec)
 
 
-def _bias(init_bias: Initializer, key: jax.Array, shape: tuple[int, ...], unit_forget_bias: bool, units: int):
+def _bias(
+    init_bias: Initializer, key: jax.Array, shape: tuple[int, ...], unit_forget_bias: bool, units: int
+) -> jax.Array:
     if not unit_forget_bias:
         return init_bias(key, shape, jnp.float32)
     # Keras's LSTM: the forget gate's block (the second) starts at 1.
@@ -399,7 +416,7 @@ def Dense(
             y = y + params["bias"]
         return act(y)
 
-    return Layer(init, apply, "Dense", name, config)
+    return Layer(init, as_apply_fn(apply), "Dense", name, config)
 
 
 def Dropout(rate: float, *, name: str | None = None) -> Layer:
@@ -426,7 +443,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
             raise ValueError(f"{what}: expected rng=<PRNG key> with training=True, got None")
         return x * _recurrent.scaled_keep(_checks.prng_key(rng, what), rate, x.shape, x.dtype)
 
-    return Layer(init, apply, "Dropout", name, {"rate": rate})
+    return Layer(init, as_apply_fn(apply), "Dropout", name, {"rate": rate})
 
 
 def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
@@ -456,4 +473,4 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
             )
         return jnp.where(timestep_mask(x)[..., None], x, 0).astype(x.dtype)
 
-    return Layer(init, apply, "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)
+    return Layer(init, as_apply_fn(apply), "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)

@@ -116,6 +116,8 @@ def summary(layer: Layer, input_shape: Shape, *, namer: Namer | None = None) -> 
     total = 0
     shape: OutputShape = input_shape
     for sub in layer.sublayers if layer.type_name == "Sequential" else (layer,):
+        if isinstance(shape, list):  # as Sequential.init: only the last layer may return several outputs
+            raise ValueError(f"summary: {sub.type_name} follows a layer that returns several outputs {shape}")
         shape, params = abstract_init(sub, shape)
         n = count_params(params)
         total += n

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +43,8 @@ Loss = Callable[[jax.Array, jax.Array], jax.Array]
 Metrics = Mapping[str, Loss]
 Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or None
 History = dict[str, list[float]]
+# eval_step(params, x, y, mask=None, weight=None) -> the batch's weighted means
+EvalStep = Callable[..., dict[str, jax.Array]]
 BATCH_AXIS = "batch"
 
 
@@ -172,7 +173,7 @@ def make_step(
     return checked_step
 
 
-def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) -> Callable[..., dict[str, jax.Array]]:
+def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) -> EvalStep:
     """A jitted `eval_step(params, x, y, mask=None, weight=None) -> metrics`: the same
     weighted batch means as `make_step`'s, with the layer in inference mode.
 
@@ -250,9 +251,11 @@ def _shard(arrays: tuple[np.ndarray | None, ...], mesh: Mesh) -> tuple[jax.Array
     # Every process holds the whole batch; each device takes its slice of it. This works
     # the same on one host and on several (after jax.distributed.initialize()).
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    return tuple(
-        None if a is None else jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i]) for a in arrays
-    )
+    return tuple(None if a is None else _shard_array(a, sharding) for a in arrays)
+
+
+def _shard_array(a: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
 
 def _replicate(tree: Any, mesh: Mesh) -> Any:
@@ -284,22 +287,23 @@ def evaluate(
     ['loss']
     """
     metrics_items = tuple(sorted((metrics or {}).items()))
-    return _evaluate(_eval_step(layer.apply, loss, metrics_items), params, data, batch_size, mesh)
+    return _evaluate(_eval_step(layer, loss, metrics_items), params, data, batch_size, mesh)
 
 
-# The jitted functions evaluate and predict call, by the layer's apply function: a second
-# call with the same layer reuses them instead of tracing again (the last 32 layers are kept).
+# The jitted functions evaluate and predict call, by layer (a layer hashes by identity, its
+# apply need not hash): a second call with the same layer reuses them instead of tracing
+# again (the last 32 layers are kept).
 @functools.lru_cache(maxsize=32)
-def _eval_step(apply: Callable[..., Any], loss: Loss, metrics_items: tuple) -> Callable[..., Any]:
-    return make_eval_step(types.SimpleNamespace(apply=apply), loss, metrics=dict(metrics_items))
+def _eval_step(layer: Layer, loss: Loss, metrics_items: tuple[tuple[str, Loss], ...]) -> EvalStep:
+    return make_eval_step(layer, loss, metrics=dict(metrics_items))
 
 
 @functools.lru_cache(maxsize=32)
-def _predict_step(apply: Callable[..., Any]) -> Callable[..., Any]:
-    return jax.jit(lambda params, x, mask: apply(params, x, mask=mask))
+def _predict_step(layer: Layer) -> Callable[..., Any]:
+    return jax.jit(lambda params, x, mask: layer.apply(params, x, mask=mask))
 
 
-def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
+def _evaluate(eval_step: EvalStep, params: Params, data: Data, batch_size: int, mesh: Mesh | None) -> dict[str, float]:
     data = _check_data(data, "evaluate data")
     batch_size = _checks.positive_int(batch_size, "evaluate batch_size")
     mesh = data_mesh() if mesh is None else mesh
@@ -334,7 +338,7 @@ def predict(
     x, mask = _check_inputs(x, mask, "predict")
     batch_size = min(_checks.positive_int(batch_size, "predict batch_size"), len(x))
     mesh = data_mesh() if mesh is None else mesh
-    apply = _predict_step(layer.apply)
+    apply = _predict_step(layer)
     params = _replicate(params, mesh)
     batches = _padded_batches((x, mask), batch_size, _padded_size(batch_size, mesh), np.arange(len(x)))
     return np.concatenate([np.asarray(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])

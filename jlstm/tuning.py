@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jlstm.checkpoint import write_atomic
@@ -303,7 +304,7 @@ def _write_cache(key: str, form: str) -> None:
         _distrust(path, f"not writable ({error})")
 
 
-def dummy(shape: tuple[int, ...], dtype: Any, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+def dummy(shape: tuple[int, ...], dtype: Any, scale: float = 1.0, seed: int = 0) -> jax.Array:
     """A concrete array of uniform draws in [-scale, scale), for timing candidates."""
     draws = np.random.default_rng(seed).random(shape, dtype=np.float32)
-    return ((2 * draws - 1) * scale).astype(dtype)
+    return jnp.asarray(((2 * draws - 1) * scale).astype(dtype))

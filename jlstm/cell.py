@@ -154,7 +154,19 @@ def lstm_gates(
     recurrent_activation: Activation = jax.nn.sigmoid,
     axis: int = -1,
 ) -> tuple[jax.Array, jax.Array]:
-    """From the gate pre-activations `z` (4U along `axis`) and the cell state `c`, the new `(h, c)`."""
+    """From the gate pre-activations `z` (4U along `axis`) and the cell state `c`, the new `(h, c)`.
+
+    Args:
+        z: the pre-activations `x_t @ kernel + h @ recurrent_kernel + bias`, gates i, f, c, o
+            of U columns each along `axis`.
+        c: the previous cell state, U along `axis`.
+        activation: the cell and output activation.
+        recurrent_activation: the gates' activation.
+        axis: the axis of the gate columns: -1 for rows (batch, 4U), -2 for columns (4U, batch).
+
+    Returns:
+        The new `(h, c)`, each shaped as `c`.
+    """
     cell = lstm_cell(activation, recurrent_activation)
     h, c = _lstm_activate(cell, z, (c, c), None, axis)[0]
     return h, c

@@ -48,11 +48,16 @@ def save(path: PathLike, params: Any) -> None:
     are stored as tuples) and lists. Anything else is a TypeError naming its path, raised
     before the file is touched.
 
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
-    >>> save(path, {"w": np.zeros((2, 3), np.float32), "layers": (1, None)})
-    >>> load(path)["layers"]
-    (1, None)
+    Args:
+        path: the file to write (a str or path); an existing file is replaced whole.
+        params: the tree to save.
+
+    Examples:
+        >>> import os, tempfile, numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
+        >>> save(path, {"w": np.zeros((2, 3), np.float32), "layers": (1, None)})
+        >>> load(path)["layers"]
+        (1, None)
     """
     payload = msgpack.packb({"tree": _encode(params, "params")}, use_bin_type=True)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
@@ -70,13 +75,22 @@ def load(path: PathLike, like: Any = None) -> Any:
     JAX array wherever `like` holds one. A foreign, truncated or corrupt file is a
     ValueError naming the file.
 
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
-    >>> save(path, {"w": np.zeros(3, np.float32)})
-    >>> load(path, like={"w": np.zeros(4, np.float32)})
-    Traceback (most recent call last):
-    ...
-    ValueError: ...: params['w']: expected float32 (4,), got float32 (3,)
+    Args:
+        path: the file `save` wrote (a str or path).
+        like: a tree the saved one must match, whose container types (and JAX arrays) the
+            result takes; None returns the tree as saved.
+
+    Returns:
+        The saved tree.
+
+    Examples:
+        >>> import os, tempfile, numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
+        >>> save(path, {"w": np.zeros(3, np.float32)})
+        >>> load(path, like={"w": np.zeros(4, np.float32)})
+        Traceback (most recent call last):
+        ...
+        ValueError: ...: params['w']: expected float32 (4,), got float32 (3,)
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -92,7 +106,12 @@ def load(path: PathLike, like: Any = None) -> Any:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, fsyncs it and renames it over `path`:
-    a crash or an error leaves the old file whole and no temporary file behind."""
+    a crash or an error leaves the old file whole and no temporary file behind.
+
+    Args:
+        path: the file to write; its directory must exist.
+        data: the file's whole content.
+    """
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

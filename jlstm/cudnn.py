@@ -177,6 +177,17 @@ def why_not(
     `layer` is a recurrent layer or a `Bidirectional` (a reason of either direction counts);
     only an LSTM runs through cuDNN.
     A traced mask is checked when the program runs, so only the other conditions show here.
+
+    Args:
+        layer: the recurrent layer (`LSTM`, `GRU`, `SimpleRNN`) or `Bidirectional` to ask about.
+        params: the layer's params, as its `init` made them.
+        inputs: the call's inputs (batch, timesteps, features).
+        mask: the call's bool (batch, timesteps) mask, or None.
+        lengths: the call's int (batch,) lengths instead of a mask, or None.
+        training: whether the call trains (dropout acts only then).
+
+    Returns:
+        The reasons, each "expected ..., got ...", without repeats; `[]` when cuDNN would run.
     """
     if getattr(layer, "spec", None) is None and getattr(layer, "type_name", None) != "Bidirectional":
         got = getattr(layer, "type_name", type(layer).__name__)

@@ -52,5 +52,13 @@ INITIALIZERS["random_uniform"] = _shift_uniform(INITIALIZERS["random_uniform"])
 
 def get_initializer(initializer: str | Initializer, what: str = "initializer") -> Initializer:
     """Returns the initializer `(key, shape, dtype=float32) -> array` for a Keras name or
-    callable; `what` names the argument in the error for an unknown name."""
+    callable; `what` names the argument in the error for an unknown name.
+
+    Args:
+        initializer: a Keras name (a key of `INITIALIZERS`) or a callable `(key, shape, dtype) -> array`.
+        what: the argument's name in the ValueError for an unknown name.
+
+    Returns:
+        The initializer.
+    """
     return _checks.named(initializer, INITIALIZERS, what, "(key, shape, dtype) -> array")

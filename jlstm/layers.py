@@ -71,6 +71,18 @@ class Layer:
     Iterating a layer yields `(init, apply)`, so that it is a stax layer too:
     `init, apply = jlstm.LSTM(5)`, or `stax.serial(jlstm.LSTM(8), stax.Dense(2))`.
     `config` (the constructor's arguments) is read-only. Layers compare by identity.
+
+    Args:
+        init: `init(rng, input_shape) -> (output_shape, params)` (`InitFn`).
+        apply: `apply(params, inputs, **keywords) -> outputs` (`ApplyFn`).
+        type_name: the type a summary shows ("LSTM", "Dense", ...); Keras's default names
+            (`lstm_1`) derive from it.
+        name: the layer's name in a summary, or None for a default one.
+        config: the constructor's arguments.
+        sublayers: the layers inside this one, for a summary to name.
+        compute_mask: `(inputs, mask) -> mask` for the layer after this one in a
+            `Sequential`, or None: the mask is kept while outputs keep the time axis.
+        spec: a recurrent layer's static spec, for `Bidirectional`; else None.
     """
 
     init: InitFn
@@ -382,6 +394,17 @@ def Dense(
     """A Keras Dense layer on the last axis: `activation(x @ kernel + bias)`.
 
     A mask passed to `apply` is ignored here; `Sequential` carries it past this layer.
+
+    Args:
+        units: the size of the output's last axis.
+        activation: a Keras name, a callable, or None for linear.
+        use_bias: add a bias (units,).
+        kernel_initializer, bias_initializer: Keras names or callables `(key, shape, dtype) -> array`.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` with params `{"kernel": (features, units), "bias": (units,)}`:
+        `apply(params, inputs, *, mask=None, training=False, rng=None)` on inputs (..., features).
     """
     config = dict(locals())
     units = _checks.positive_int(units, "Dense units")
@@ -421,7 +444,16 @@ def Dense(
 
 def Dropout(rate: float, *, name: str | None = None) -> Layer:
     """Keras's Dropout: zeroes a `rate` fraction of inputs and scales the rest by
-    1 / (1 - rate), only in `apply(..., training=True, rng=key)`."""
+    1 / (1 - rate), only in `apply(..., training=True, rng=key)`.
+
+    Args:
+        rate: the fraction of the inputs to drop, in [0, 1).
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` without params (`{}`): `apply(params, inputs, *, mask=None, training=False,
+        rng=None)` returns the inputs (as floats) unless `training`, when `rng` is required.
+    """
     rate = _checks.rate(rate, "Dropout rate")
     what = f"Dropout {name or ''}".rstrip()
 
@@ -448,7 +480,16 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
 
 def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
-    layers after it (inside `Sequential`), and its features are set to 0."""
+    layers after it (inside `Sequential`), and its features are set to 0.
+
+    Args:
+        mask_value: the feature value that marks a padded timestep.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` without params (`{}`) over inputs (batch, timesteps, features), whose
+        `compute_mask` gives the mask for the layers after it.
+    """
     what = f"Masking {name or ''}".rstrip()
     if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{what}: expected a number as mask_value, got {mask_value!r}")

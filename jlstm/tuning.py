@@ -109,7 +109,16 @@ class Config:
     def update(self, **changes: Any) -> None:
         """Sets `tune`, `forward_form`, `backward_form` or `cache_dir`. Forms are fixed when a
         function is traced: the change applies to calls traced after it (`jax.clear_caches()`
-        retraces the ones already compiled)."""
+        retraces the ones already compiled).
+
+        Args:
+            **changes: the settings to change, by name:
+                tune: a bool; False takes `default_form`'s static rule instead of measuring.
+                forward_form: one of `FORWARD_FORMS` that every forward pass takes, or None
+                    to let the tuner choose.
+                backward_form: one of `BACKWARD_FORMS`, or None, likewise for the backward pass.
+                cache_dir: the directory (a str or path) of the JSON file of tuned choices.
+        """
         checked = {}
         for name, value in changes.items():
             if name == "tune":

@@ -231,8 +231,13 @@ def _describe(x: Any) -> str:
     if isinstance(x, (tuple, list)):
         return f"a {type(x).__name__} of {len(x)}"
     if hasattr(x, "shape") and hasattr(x, "dtype"):
-        return f"{jnp.dtype(x.dtype).name} {tuple(x.shape)}"
+        return f"{_dtype_name(x.dtype)} {tuple(x.shape)}"
     return type(x).__name__
+
+
+def _dtype_name(dtype: Any) -> str:
+    # A PRNG key's dtype (key<fry>) is no NumPy dtype.
+    return str(dtype) if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) else jnp.dtype(dtype).name
 
 
 def _restore_like(tree: Any, like: Any, where: str) -> Any:

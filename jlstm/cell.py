@@ -269,7 +269,7 @@ def weights(cell: Cell, params: Mapping[str, Any]) -> Weights:
 
 
 def _add(a: jax.Array, bias: jax.Array | None) -> jax.Array:
-    return a if bias is None else a + bias
+    return a if bias is None else a + jnp.broadcast_to(bias, a.shape)
 
 
 def step(cell: Cell, w: Weights, state: State, x_t: jax.Array) -> State:

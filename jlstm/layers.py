@@ -436,7 +436,7 @@ def Dense(
             raise ValueError(f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}")
         y = x.astype(params["kernel"].dtype) @ params["kernel"]
         if use_bias:
-            y = y + params["bias"]
+            y = y + jnp.broadcast_to(params["bias"], y.shape)
         return act(y)
 
     return Layer(init, as_apply_fn(apply), "Dense", name, config)

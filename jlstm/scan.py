@@ -150,7 +150,7 @@ def _scan_states(
         stacked = _oriented(jnp.concatenate([weights.kernel, weights.recurrent_kernel], axis=1), form)
     if dot == "hoisted":  # every step's input projection, bias included, as one GEMM
         proj = jnp.einsum("tdbf,dfn->tdbn", xs, weights.kernel)
-        inputs = _relayout(proj if weights.bias is None else proj + weights.bias[:, None, :], cols)
+        inputs = _relayout(proj if weights.bias is None else proj + weights.bias[None, :, None, :], cols)
         bias = None
     else:
         inputs = _relayout(xs, cols)
@@ -414,7 +414,7 @@ def _run(xs, keep, weights, dropout, state0, statics, return_sequences):
     """The recurrence over time-major inputs (T, D, B, F), with dropout masks if given."""
     if dropout is not None and dropout.inputs is not None and dropout.inputs.shape[1] == 1:
         # One input mask per sequence: applied once to the inputs, outside the loop.
-        xs = xs * dropout.inputs[:, 0]
+        xs = xs * dropout.inputs[None, :, 0]
         dropout = dropout._replace(inputs=None)
     if dropout is not None and dropout.recurrent is None and dropout.inputs is None:
         dropout = None

@@ -123,7 +123,8 @@ def mean_absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array
 def _per_example(values: jax.Array, mask: jax.Array | None) -> jax.Array:
     # A per-step loss (batch, timesteps) averages over the unmasked steps only.
     if mask is not None and values.shape == mask.shape:
-        return jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
+        weights = mask.astype(values.dtype)
+        return jnp.sum(values * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
     return values.reshape(values.shape[0], -1).mean(axis=1)
 
 

@@ -244,6 +244,9 @@ def test_lengths_is_post_padding_mask(rng):
     )
 
 
+# Keras warns that its Sequential model does not support masking when called with a mask, yet
+# hands the mask to its layers: the masked outputs below match jlstm's masked stack.
+@pytest.mark.filterwarnings("ignore:Layer 'sequential.*does not support masking:UserWarning:keras.src.layers.layer")
 def test_stack_matches_keras_sequential(rng):
     model = jlstm.Sequential(
         [

@@ -8,7 +8,7 @@ bidirectional, at the shapes below; see `python -m bench --help`.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 
@@ -67,7 +67,7 @@ def lstm_flops(shape: Shape, directions: int, train: bool = False) -> float:
     return tuning.flops(sig) * (3 if train else 1)
 
 
-def name_list(known: Sequence[str]) -> Callable[[str], list[str]]:
+def name_list(known: Collection[str]) -> Callable[[str], list[str]]:
     """An argparse type: comma-separated names, each one of `known`."""
 
     def parse(text: str) -> list[str]:

@@ -6,11 +6,12 @@ step of remat=True at a 10x longer sequence."""
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -87,7 +88,7 @@ def roofline(size: int, repeats: int) -> dict[str, Any]:
     matmul = jax.jit(jnp.matmul)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     fastest = time_calls(lambda: matmul(ja, jb).block_until_ready(), repeats).min_s
-    result = {"size": size, "jax_gflops": flops / fastest / 1e9}
+    result: dict[str, Any] = {"size": size, "jax_gflops": flops / fastest / 1e9}
     try:
         torch = require("torch")
     except SkipPeer as skip:
@@ -112,7 +113,7 @@ def torch_agreement(x: np.ndarray, units: int, bidirectional: bool) -> dict[str,
     return {"max_abs_err": error, "ok": error <= AGREEMENT_TOLERANCE}
 
 
-def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **options: Any):
+def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **options: Any) -> jax.stages.Lowered:
     """jlstm's forward (or training step) at `timesteps`, lowered on abstract inputs: nothing allocated."""
     layer = jlstm_layer(shape.units, bidirectional, **options)
     input_shape = (shape.batch, timesteps, shape.features)
@@ -120,6 +121,19 @@ def _lowered(shape: Shape, timesteps: int, bidirectional: bool, train: bool, **o
     x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
     fn = jax.value_and_grad(lambda p, x: mean_square(layer.apply(p, x))) if train else layer.apply
     return jax.jit(fn).lower(params, x)
+
+
+def _compile(shape: Shape, timesteps: int, bidirectional: bool, train: bool) -> None:
+    _lowered(shape, timesteps, bidirectional, train).compile()
+
+
+def _mean_square_of(apply: Callable[..., Any], params: Any, x: jax.Array) -> Any:
+    return mean_square(apply(params, x))
+
+
+def _blocking(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """A call of fn(*args) that returns once its results are computed."""
+    return lambda: jax.block_until_ready(fn(*args))
 
 
 def compile_scaling(
@@ -136,10 +150,7 @@ def _compile_scaling(shape: Shape, directions: Sequence[bool], calls: Sequence[s
     for bidirectional in directions:
         for train in (call == "train" for call in calls):
             _lowered(shape, 3, bidirectional, train).compile()  # first-compile overheads off the clock
-            times = {
-                t: seconds(lambda t=t, b=bidirectional, tr=train: _lowered(shape, t, b, tr).compile())
-                for t in SCALING_TIMESTEPS
-            }
+            times = {t: seconds(functools.partial(_compile, shape, t, bidirectional, train)) for t in SCALING_TIMESTEPS}
             short, long = (times[t] for t in SCALING_TIMESTEPS)
             rows.append(
                 {
@@ -178,6 +189,8 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
 
 def _peak_bytes(stats: Any) -> int:
     """What a compiled call holds at once, from its XLA memory analysis."""
+    if stats is None:
+        raise RuntimeError(f"bench: XLA has no memory analysis on the {jax.default_backend()} backend")
     return (
         stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
     )
@@ -245,16 +258,15 @@ def form_sweep(x: np.ndarray, shape: Shape, bidirectional: bool, repeats: int) -
     form (the forward tuned), at the full shape: what each tried form gave. Each form gets a
     layer of its own: a layer's compiled call keeps the forms it was traced with."""
     _, params = jlstm_layer(shape.units, bidirectional).init(jax.random.key(0), x.shape)
-    x = jnp.asarray(x)
+    inputs = jnp.asarray(x)
     rows = []
     for call, kind in (("forward", "forward"), ("train", "backward")):
         for form in tuning.FORMS[kind]:
-            layer = jlstm_layer(shape.units, bidirectional)
-            apply = layer.apply
-            fn = apply if call == "forward" else jax.value_and_grad(lambda p, x, f=apply: mean_square(f(p, x)))
+            apply = jlstm_layer(shape.units, bidirectional).apply
+            fn = apply if call == "forward" else jax.value_and_grad(functools.partial(_mean_square_of, apply))
             with forms(form if kind == "forward" else None, form if kind == "backward" else None):
-                compiled = jax.jit(fn).lower(params, x).compile()
-            timing = time_calls(lambda c=compiled: jax.block_until_ready(c(params, x)), repeats)
+                compiled = jax.jit(fn).lower(params, inputs).compile()
+            timing = time_calls(_blocking(compiled, params, inputs), repeats)
             rows.append(
                 {
                     "shape": shape.name,

@@ -199,7 +199,7 @@ def measure(
             timings[peer][call] = timing
     rows = []
     for peer, by_call in timings.items():
-        row = {
+        row: dict[str, Any] = {
             **shape.fields(bidirectional),
             "peer": peer,
             "repeats": repeats,
@@ -255,7 +255,7 @@ def machine() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "device": getattr(device, "device_kind", str(device)),
         "jax": jax.__version__,
-        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "matmul_precision": str(jax.config.values["jax_default_matmul_precision"]),
     }
 
 

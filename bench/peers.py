@@ -55,12 +55,12 @@ def mean_square(y: Any) -> Any:
 
 def jax_contender(apply: Callable[[Any, jax.Array], jax.Array], params: Any, x: np.ndarray) -> Contender:
     """Forward and value-and-grad, both jitted, of a pure `apply(params, x)`."""
-    x = jnp.asarray(x)
+    inputs = jnp.asarray(x)
     forward = jax.jit(apply)
     train = jax.jit(jax.value_and_grad(lambda p, x: mean_square(apply(p, x))))
     return Contender(
-        forward=lambda: jax.block_until_ready(forward(params, x)),
-        train=lambda: jax.block_until_ready(train(params, x)),
+        forward=lambda: jax.block_until_ready(forward(params, inputs)),
+        train=lambda: jax.block_until_ready(train(params, inputs)),
         jitted=True,
     )
 

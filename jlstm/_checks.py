@@ -141,7 +141,7 @@ def shape_tuple(input_shape: Any, what: str) -> Shape:
     return shape
 
 
-def sequence_shape(input_shape: Any, what: str) -> Shape:
+def sequence_shape(input_shape: Any, what: str) -> tuple[int | None, int | None, int]:
     """A `(batch, timesteps, features)` shape: batch and timesteps may be None (or -1)."""
     try:
         shape = tuple(input_shape)
@@ -151,11 +151,9 @@ def sequence_shape(input_shape: Any, what: str) -> Shape:
         raise ValueError(f"{what}: expected input_shape of rank 3 (batch, timesteps, features), got {shape}")
     # None, or stax's -1, for a size known only at the call.
     shape = tuple(None if (d == -1 and not isinstance(d, bool)) else d for d in shape)
-    for axis, dim in zip(("batch", "timesteps"), shape[:2]):
-        if dim is not None:
-            positive_int(dim, f"{what}: input_shape {axis}")
-    positive_int(shape[2], f"{what}: input_shape features in {shape}")
-    return tuple(None if d is None else int(d) for d in shape)
+    batch = None if shape[0] is None else positive_int(shape[0], f"{what}: input_shape batch")
+    timesteps = None if shape[1] is None else positive_int(shape[1], f"{what}: input_shape timesteps")
+    return batch, timesteps, positive_int(shape[2], f"{what}: input_shape features in {shape}")
 
 
 def numeric(value: Any, what: str) -> np.ndarray | jax.Array:

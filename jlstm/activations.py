@@ -47,7 +47,15 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def get_activation(activation: str | Activation | None, what: str = "activation") -> Activation:
     """Returns the activation named by Keras's name, a callable as is, or linear for None;
-    `what` names the argument in the error for an unknown name."""
+    `what` names the argument in the error for an unknown name.
+
+    Args:
+        activation: a Keras name (a key of `ACTIVATIONS`), a callable `x -> y`, or None.
+        what: the argument's name in the ValueError for an unknown name.
+
+    Returns:
+        The activation, a function of one array.
+    """
     if activation is None:
         return _linear
     return _checks.named(activation, ACTIVATIONS, what, "x -> y")

@@ -22,7 +22,7 @@ gate blocks in Keras's order: LSTM i, f, c, o (G=4); GRU z, r, h (G=3), whose bi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,10 @@ State = tuple[jax.Array, ...]
 Projections = Any
 # `recurrent(a, lo, hi)`: a @ recurrent_kernel's gate blocks lo..hi, in the scan's layout.
 Recurrent = Callable[[jax.Array, int, int], jax.Array]
+# What `activate` returns: the new state, and what the closed-form VJP reads of the step.
+Activated = tuple[State, Any]
+# What `backward` returns: the projections' cotangents, and the previous state's (None: zeros).
+Cotangents = tuple[Projections, tuple[jax.Array | None, ...]]
 
 
 class Weights(NamedTuple):
@@ -66,8 +70,8 @@ class Cell(NamedTuple):
     state_size: int  # how many (B, U) arrays the state holds; the first is h, the output
     summed: bool  # activate reads only z = x_proj + h_proj: one dot of [x_t, h] may compute it
     split_bias: bool  # the bias is (2, G*U): an input row and a recurrent row (GRU's reset_after)
-    activate: Callable[..., tuple[State, Any]]
-    backward: Callable[..., tuple[Projections, tuple[jax.Array | None, ...]]] | None
+    activate: Callable[..., Activated]
+    backward: Callable[..., Cotangents] | None
     activation: Activation
     recurrent_activation: Activation
     # How many gate blocks the scan's recurrent dot covers: all G, except for a cell that
@@ -109,7 +113,7 @@ def _gate_activations(
     return i, f, activation(_blocks(z, units, 2, 3, axis)), o
 
 
-def _lstm_activate(cell: Cell, z: jax.Array, state: State, recurrent: Recurrent | None, axis: int):
+def _lstm_activate(cell: Cell, z: jax.Array, state: State, recurrent: Recurrent | None, axis: int) -> Activated:
     _, c = state
     i, f, g, o = _gate_activations(z, c.shape[axis], cell.activation, cell.recurrent_activation, axis)
     c = f * c + i * g
@@ -117,7 +121,9 @@ def _lstm_activate(cell: Cell, z: jax.Array, state: State, recurrent: Recurrent 
     return (o * tanh_c, c), (jnp.concatenate([i, f, g, o], axis), tanh_c)
 
 
-def _lstm_backward(cell: Cell, saved, state: State, d_state: State, axis: int):
+def _lstm_backward(
+    cell: Cell, saved: tuple[jax.Array, jax.Array], state: State, d_state: State, axis: int
+) -> Cotangents:
     # h = o * tanh(c), c = f * c_before + i * g, with sigmoid i, f, o and tanh g.
     d_h, d_c = d_state
     acts, tanh_c = saved
@@ -148,16 +154,31 @@ def lstm_gates(
     recurrent_activation: Activation = jax.nn.sigmoid,
     axis: int = -1,
 ) -> tuple[jax.Array, jax.Array]:
-    """From the gate pre-activations `z` (4U along `axis`) and the cell state `c`, the new `(h, c)`."""
+    """From the gate pre-activations `z` (4U along `axis`) and the cell state `c`, the new `(h, c)`.
+
+    Args:
+        z: the pre-activations `x_t @ kernel + h @ recurrent_kernel + bias`, gates i, f, c, o
+            of U columns each along `axis`.
+        c: the previous cell state, U along `axis`.
+        activation: the cell and output activation.
+        recurrent_activation: the gates' activation.
+        axis: the axis of the gate columns: -1 for rows (batch, 4U), -2 for columns (4U, batch).
+
+    Returns:
+        The new `(h, c)`, each shaped as `c`.
+    """
     cell = lstm_cell(activation, recurrent_activation)
-    return _lstm_activate(cell, z, (c, c), None, axis)[0]
+    h, c = _lstm_activate(cell, z, (c, c), None, axis)[0]
+    return h, c
 
 
 # ---------------------------------------------------------------------------------------
 # GRU: z (update), r (reset), h (candidate); state (h,).
 
 
-def _gru_activate(cell: Cell, projections, state: State, recurrent: Recurrent | None, axis: int):
+def _gru_activate(
+    cell: Cell, projections: tuple[jax.Array, jax.Array], state: State, recurrent: Recurrent | None, axis: int
+) -> Activated:
     (h,) = state
     u = h.shape[axis]
     x_proj, h_proj = projections
@@ -174,7 +195,9 @@ def _gru_activate(cell: Cell, projections, state: State, recurrent: Recurrent | 
     return (z * h + (1 - z) * candidate,), saved
 
 
-def _gru_backward(cell: Cell, saved, state: State, d_state: State, axis: int):
+def _gru_backward(
+    cell: Cell, saved: tuple[jax.Array, jax.Array, jax.Array], state: State, d_state: State, axis: int
+) -> Cotangents:
     # h' = z * h + (1 - z) * n, n = tanh(x_n + r * rh), z, r sigmoid of x + h projections.
     (d_h,) = d_state
     zr, n, recurrent_h = saved
@@ -202,12 +225,12 @@ def gru_cell(
 # SimpleRNN: h' = activation(z); state (h,).
 
 
-def _simple_rnn_activate(cell: Cell, z: jax.Array, state: State, recurrent: Recurrent | None, axis: int):
+def _simple_rnn_activate(cell: Cell, z: jax.Array, state: State, recurrent: Recurrent | None, axis: int) -> Activated:
     h = cell.activation(z)
     return (h,), h
 
 
-def _simple_rnn_backward(cell: Cell, h: jax.Array, state: State, d_state: State, axis: int):
+def _simple_rnn_backward(cell: Cell, h: jax.Array, state: State, d_state: State, axis: int) -> Cotangents:
     (d_h,) = d_state
     return d_h * (1 - h * h), (None,)
 
@@ -222,7 +245,13 @@ def simple_rnn_cell(activation: Activation = jnp.tanh) -> Cell:
 # Params in Keras's layout, and one step.
 
 
-def param_shapes(cell: Cell, features: int | None, units: int, use_bias: bool) -> dict[str, tuple[int | None, ...]]:
+@overload
+def param_shapes(cell: Cell, features: int, units: int, use_bias: bool) -> dict[str, tuple[int, ...]]: ...
+@overload
+def param_shapes(cell: Cell, features: int | None, units: int, use_bias: bool) -> dict[str, tuple[int | None, ...]]: ...
+def param_shapes(
+    cell: Cell, features: int | None, units: int, use_bias: bool
+) -> dict[str, tuple[int, ...]] | dict[str, tuple[int | None, ...]]:
     """The Keras param tree's shapes for a cell of `units` on `features` inputs (None: any)."""
     width = cell.gates * units
     shapes: dict[str, tuple[int | None, ...]] = {"kernel": (features, width), "recurrent_kernel": (units, width)}
@@ -240,7 +269,7 @@ def weights(cell: Cell, params: Mapping[str, Any]) -> Weights:
 
 
 def _add(a: jax.Array, bias: jax.Array | None) -> jax.Array:
-    return a if bias is None else a + bias
+    return a if bias is None else a + jnp.broadcast_to(bias, a.shape)
 
 
 def step(cell: Cell, w: Weights, state: State, x_t: jax.Array) -> State:
@@ -260,7 +289,8 @@ def step(cell: Cell, w: Weights, state: State, x_t: jax.Array) -> State:
 
 def _checked_step(cell: Cell, params: Any, state: Any, x_t: Any, what: str) -> tuple[State, jax.Array]:
     """One checked step: params in the cell's Keras layout, `cell.state_size` states, x_t (B, F)."""
-    _checks.param_tree(params, {"kernel": (None, None), "recurrent_kernel": (None, None)} | _bias_key(params), what)
+    any_sizes: dict[str, tuple[int | None, ...]] = {"kernel": (None, None), "recurrent_kernel": (None, None)}
+    _checks.param_tree(params, any_sizes | _bias_key(params), what)
     features, units = params["kernel"].shape[0], params["recurrent_kernel"].shape[0]
     _checks.param_tree(params, param_shapes(cell, features, units, "bias" in params), what)
     x_t = _checks.numeric(x_t, f"{what} x_t")
@@ -272,7 +302,7 @@ def _checked_step(cell: Cell, params: Any, state: Any, x_t: Any, what: str) -> t
     return new, new[0]
 
 
-def _bias_key(params: Any) -> dict[str, tuple[None, ...]]:
+def _bias_key(params: Any) -> dict[str, tuple[int | None, ...]]:
     if not (isinstance(params, Mapping) and "bias" in params):
         return {}
     return {"bias": (None,) * len(getattr(params["bias"], "shape", ()))}
@@ -301,7 +331,8 @@ def lstm_step(
         get_activation(activation, "lstm_step activation"),
         get_activation(recurrent_activation, "lstm_step recurrent_activation"),
     )
-    return _checked_step(cell, params, state, x_t, "lstm_step")  # type: ignore[return-value]
+    (h, c), y = _checked_step(cell, params, state, x_t, "lstm_step")
+    return (h, c), y
 
 
 def gru_step(

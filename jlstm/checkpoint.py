@@ -24,7 +24,7 @@ import os
 import secrets
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -49,11 +49,16 @@ def save(path: PathLike, params: Any) -> None:
     are stored as tuples) and lists. Anything else is a TypeError naming its path, raised
     before the file is touched.
 
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
-    >>> save(path, {"w": np.zeros((2, 3), np.float32), "layers": (1, None)})
-    >>> load(path)["layers"]
-    (1, None)
+    Args:
+        path: the file to write (a str or path); an existing file is replaced whole.
+        params: the tree to save.
+
+    Examples:
+        >>> import os, tempfile, numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
+        >>> save(path, {"w": np.zeros((2, 3), np.float32), "layers": (1, None)})
+        >>> load(path)["layers"]
+        (1, None)
     """
     payload = msgpack.packb({"tree": _encode(params, "params")}, use_bin_type=True)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
@@ -71,13 +76,22 @@ def load(path: PathLike, like: Any = None) -> Any:
     JAX array wherever `like` holds one. A foreign, truncated or corrupt file is a
     ValueError naming the file.
 
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
-    >>> save(path, {"w": np.zeros(3, np.float32)})
-    >>> load(path, like={"w": np.zeros(4, np.float32)})
-    Traceback (most recent call last):
-    ...
-    ValueError: ...: params['w']: expected float32 (4,), got float32 (3,)
+    Args:
+        path: the file `save` wrote (a str or path).
+        like: a tree the saved one must match, whose container types (and JAX arrays) the
+            result takes; None returns the tree as saved.
+
+    Returns:
+        The saved tree.
+
+    Examples:
+        >>> import os, tempfile, numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.ckpt")
+        >>> save(path, {"w": np.zeros(3, np.float32)})
+        >>> load(path, like={"w": np.zeros(4, np.float32)})
+        Traceback (most recent call last):
+        ...
+        ValueError: ...: params['w']: expected float32 (4,), got float32 (3,)
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -107,7 +121,12 @@ def restore(tree: Any, like: Any, where: str = "params") -> Any:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, fsyncs it and renames it over `path`:
-    a crash or an error leaves the old file whole and no temporary file behind."""
+    a crash or an error leaves the old file whole and no temporary file behind.
+
+    Args:
+        path: the file to write; its directory must exist.
+        data: the file's whole content.
+    """
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -206,7 +225,7 @@ def _decode(node: Any, path: str) -> Any:
         if kind == "array":
             return _decode_array(node)
         if kind == "key":
-            return jax.random.wrap_key_data(_decode_array(node["data"]), impl=node["impl"])
+            return jax.random.wrap_key_data(jnp.asarray(_decode_array(node["data"])), impl=node["impl"])
         if kind == "dict":
             return dict(zip(node["keys"], (_decode(v, path) for v in node["values"]), strict=True))
         if kind in ("tuple", "list"):
@@ -244,7 +263,8 @@ def _restore_like(tree: Any, like: Any, where: str) -> Any:
         if not isinstance(tree, Mapping) or set(tree) != set(like):
             raise mismatch
         items = [(k, _restore_like(tree[k], v, f"{where}[{k!r}]")) for k, v in like.items()]
-        return dict(items) if type(like) is dict else type(like)(items)
+        mapping_type: Callable[..., Mapping[Any, Any]] = type(like)
+        return dict(items) if mapping_type is dict else mapping_type(items)
     if isinstance(like, (tuple, list)):
         same_kind = isinstance(tree, list) if isinstance(like, list) else isinstance(tree, tuple)
         if not same_kind or len(tree) != len(like):

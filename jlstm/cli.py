@@ -19,7 +19,7 @@ from jlstm.layers import LSTM, RECURRENT, Layer
 from jlstm.summary import Namer, summary
 
 if TYPE_CHECKING:  # the train extra's modules load only for `jlstm train`
-    from jlstm.tasks import Config, Task
+    from jlstm.tasks import Config, Result, Task
 
 SEED_SHAPE = (None, 11, 3)
 SEED_UNITS = 5
@@ -109,7 +109,7 @@ def _unwritable(out: Path) -> str | None:
     return None
 
 
-def _write_outputs(out: Path, result, args: argparse.Namespace, cfg, seconds: float) -> list[Path]:
+def _write_outputs(out: Path, result: Result, args: argparse.Namespace, cfg: Config, seconds: float) -> list[Path]:
     from jlstm.checkpoint import save, write_atomic
 
     out.mkdir(parents=True, exist_ok=True)

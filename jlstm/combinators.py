@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from jlstm import _checks, _recurrent, cudnn
-from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape
+from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, as_apply_fn
+from jlstm.scan import ScanResult
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -37,7 +38,9 @@ def _merge(y: jax.Array, y_rev: jax.Array, merge_mode: str | None) -> Any:
 
 def _merged_shape(shape: Shape, backward_shape: Shape, merge_mode: str | None) -> OutputShape:
     if merge_mode == "concat":
-        return shape[:-1] + (shape[-1] + backward_shape[-1],)
+        units, backward_units = shape[-1], backward_shape[-1]
+        assert units is not None and backward_units is not None  # a recurrent output's last axis is its units
+        return shape[:-1] + (units + backward_units,)
     if merge_mode is None:
         return [shape, backward_shape]
     return shape
@@ -112,14 +115,22 @@ def Bidirectional(
         fwd_shape, fwd_params = forward.init(k_fwd, input_shape)
         bwd_shape, bwd_params = backward.init(k_bwd, input_shape)
         params = {"forward": fwd_params, "backward": bwd_params}
+        (fwd_out, *fwd_states), (bwd_out, *bwd_states) = _shapes(fwd_shape), _shapes(bwd_shape)
+        out = _merged_shape(fwd_out, bwd_out, merge_mode)
         if not return_state:
-            return _merged_shape(fwd_shape, bwd_shape, merge_mode), params
-        out = _merged_shape(fwd_shape[0], bwd_shape[0], merge_mode)
-        outs = out if merge_mode is None else [out]
-        return outs + fwd_shape[1:] + bwd_shape[1:], params
+            return out, params
+        outs = out if isinstance(out, list) else [out]
+        return outs + fwd_states + bwd_states, params
 
-    def directions(params, x, mask, states, key, routes):
-        """Per direction (sequence or None, states): in one scan (or one cuDNN call) when
+    def directions(
+        params: Params,
+        x: jax.Array,
+        mask: jax.Array | None,
+        states: _recurrent.States,
+        key: jax.Array | None,
+        routes: tuple[str, ...],
+    ) -> list[tuple[jax.Array, tuple[jax.Array, ...]]]:
+        """Per direction (output, states): in one scan (or one cuDNN call) when
         the two share a spec."""
         run = functools.partial(
             cudnn.run_directions,
@@ -138,7 +149,7 @@ def Bidirectional(
                 dropout_rng=key,
                 route=routes[0],
             )
-            return [_direction(result, d, return_sequences) for d in (0, 1)]
+            return [_direction(result, d) for d in (0, 1)]
         return [
             _direction(
                 run(
@@ -150,19 +161,23 @@ def Bidirectional(
                     route=routes[d],
                 ),
                 0,
-                return_sequences,
             )
             for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
         ]
 
     # one dispatch for the whole layer once the inputs are checked
     @functools.partial(jax.jit, static_argnames="routes")
-    def compute(params, x, mask, states, key, routes=("scan", "scan")):
+    def compute(
+        params: Params,
+        x: jax.Array,
+        mask: jax.Array | None,
+        states: _recurrent.States,
+        key: jax.Array | None,
+        routes: tuple[str, ...] = ("scan", "scan"),
+    ) -> Any:
         (y, fwd_states), (y_rev, bwd_states) = directions(params, x, mask, states, key, routes)
         if return_sequences:
             y_rev = jnp.flip(y_rev, axis=1)
-        else:
-            y, y_rev = fwd_states[0], bwd_states[0]
         output = _merge(y, y_rev, merge_mode)
         if not return_state:
             return output
@@ -190,11 +205,18 @@ def Bidirectional(
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
     sublayers = (layer,) if backward_layer is None else (layer, backward_layer)
-    return Layer(init, apply, "Bidirectional", name, config, sublayers)
+    return Layer(init, as_apply_fn(apply), "Bidirectional", name, config, sublayers)
 
 
-def _direction(result, d: int, return_sequences: bool):
-    return (result.sequences[d] if return_sequences else None), tuple(state[d] for state in result.states)
+def _shapes(shape: OutputShape) -> list[Shape]:
+    """A recurrent layer's output shape, then its states' with return_state."""
+    return shape if isinstance(shape, list) else [shape]
+
+
+def _direction(result: ScanResult, d: int) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """Direction d's output (its sequence, or its final h without return_sequences) and final states."""
+    output = result.h[d] if result.sequences is None else result.sequences[d]
+    return output, tuple(state[d] for state in result.states)
 
 
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
@@ -261,4 +283,4 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
                 mask = None
         return x
 
-    return Layer(init, apply, "Sequential", name, {"layers": layers}, sublayers=layers)
+    return Layer(init, as_apply_fn(apply), "Sequential", name, {"layers": layers}, sublayers=layers)

@@ -177,14 +177,26 @@ def why_not(
     `layer` is a recurrent layer or a `Bidirectional` (a reason of either direction counts);
     only an LSTM runs through cuDNN.
     A traced mask is checked when the program runs, so only the other conditions show here.
+
+    Args:
+        layer: the recurrent layer (`LSTM`, `GRU`, `SimpleRNN`) or `Bidirectional` to ask about.
+        params: the layer's params, as its `init` made them.
+        inputs: the call's inputs (batch, timesteps, features).
+        mask: the call's bool (batch, timesteps) mask, or None.
+        lengths: the call's int (batch,) lengths instead of a mask, or None.
+        training: whether the call trains (dropout acts only then).
+
+    Returns:
+        The reasons, each "expected ..., got ...", without repeats; `[]` when cuDNN would run.
     """
     if getattr(layer, "spec", None) is None and getattr(layer, "type_name", None) != "Bidirectional":
         got = getattr(layer, "type_name", type(layer).__name__)
         raise TypeError(f"why_not: expected a recurrent layer or a Bidirectional, got {got}")
-    specs, kernel = [layer.spec], params["kernel"] if layer.spec is not None else None
     if layer.type_name == "Bidirectional":
         inner, backward = layer.config["layer"], layer.config["backward_layer"]
         specs, kernel = [inner.spec, (backward or inner).spec], params["forward"]["kernel"]
+    else:
+        specs, kernel = [layer.spec], params["kernel"]
     x = _checks.array(inputs, "why_not inputs")
     if x.ndim != 3:
         raise ValueError(f"why_not: expected inputs of rank 3 (batch, timesteps, features), got shape {x.shape}")
@@ -215,13 +227,15 @@ class _Call(NamedTuple):
     strict: str | None  # the layer's name where use_cudnn=True: vmap then raises
 
 
-def _rnn_statics(call: _Call) -> tuple:
+def _rnn_statics(call: _Call) -> tuple[int, int, int, float, bool, lax.Precision]:
     # input_size, hidden_size, num_layers, dropout, bidirectional, precision
     precision = lax.Precision.HIGH if call.allow_tf32 else lax.Precision.HIGHEST
     return (call.input_size, call.hidden_size, 1, 0.0, call.bidirectional, precision)
 
 
-def _reference(call: _Call, x, h0, c0, w, lengths):
+def _reference(
+    call: _Call, x: jax.Array, h0: jax.Array, c0: jax.Array, w: jax.Array, lengths: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """What the cuDNN call computes, with the scan: (y, h_n, c_n) of cuDNN's layout and
     semantics (zeros past each row's length, the backward direction aligned to the input)."""
     from jax.experimental import rnn
@@ -240,16 +254,18 @@ def _reference(call: _Call, x, h0, c0, w, lengths):
         zero_output_for_mask=True,
     )
     seqs = result.sequences
+    assert seqs is not None  # return_sequences=True
     y = seqs[0] if directions == 1 else jnp.concatenate([seqs[0], jnp.flip(seqs[1], 1)], -1)
-    return y, *result.states
+    h_n, c_n = result.states
+    return y, h_n, c_n
 
 
-def _in_axes(in_batched) -> list:
+def _in_axes(in_batched: Sequence[bool]) -> list[int | None]:
     return [0 if b else None for b in in_batched]
 
 
 @functools.cache
-def _forward(call: _Call):
+def _forward(call: _Call) -> custom_vmap:
     """cuDNN's forward as a custom_vmap: under vmap the scan computes it instead."""
 
     @custom_vmap
@@ -272,7 +288,7 @@ def _forward(call: _Call):
         args = (x, h0, c0, w, lengths)
         out = jax.vmap(functools.partial(_reference, call), in_axes=_in_axes(in_batched), axis_size=axis_size)(*args)
         one = [jax.ShapeDtypeStruct(a.shape[1:] if b else a.shape, a.dtype) for a, b in zip(args, in_batched)]
-        shapes = jax.eval_shape(lambda *a: rnn.lstm_fwd(*a, *_rnn_statics(call))[1], *one)
+        shapes = jax.eval_shape(lambda x, h0, c0, w, n: rnn.lstm_fwd(x, h0, c0, w, n, *_rnn_statics(call))[1], *one)
         unused = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # the backward rule recomputes
         batched = (True, True, True), tuple(in_batched) + (jax.tree.map(lambda _: False, unused),)
         return (out, args + (unused,)), batched
@@ -281,7 +297,7 @@ def _forward(call: _Call):
 
 
 @functools.cache
-def _backward(call: _Call):
+def _backward(call: _Call) -> custom_vmap:
     """cuDNN's backward as a custom_vmap: under vmap the scan's VJP computes it instead."""
 
     @custom_vmap
@@ -294,18 +310,21 @@ def _backward(call: _Call):
     @backward.def_vmap
     def _(axis_size, in_batched, residuals, cotangents):
         def one(x, h0, c0, w, lengths, cotangents):
-            _, vjp = jax.vjp(lambda *a: _reference(call, *a, lengths), x, h0, c0, w)
+            _, vjp = jax.vjp(lambda x, h0, c0, w: _reference(call, x, h0, c0, w, lengths), x, h0, c0, w)
             return vjp(cotangents)
 
         in_axes = _in_axes(in_batched[0][:-1]) + [tuple(_in_axes(in_batched[1]))]
-        out = jax.vmap(one, in_axes=in_axes, axis_size=axis_size)(*residuals[:-1], cotangents)
+        x, h0, c0, w, lengths, _ = residuals
+        out = jax.vmap(one, in_axes=in_axes, axis_size=axis_size)(x, h0, c0, w, lengths, cotangents)
         return out, (True,) * 4
 
     return backward
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _cudnn_lstm(call: _Call, x, h0, c0, w, lengths):
+def _cudnn_lstm(
+    call: _Call, x: jax.Array, h0: jax.Array, c0: jax.Array, w: jax.Array, lengths: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """`jax.experimental.rnn.lstm`, one layer, that falls back to the scan under vmap."""
     return _forward(call)(x, h0, c0, w, lengths)[0]
 
@@ -354,8 +373,26 @@ def _processing_order(aligned, lengths, reverse, fill):
     return jnp.where(real[..., None], seq, fill[:, None, :])
 
 
+def _dropped_inputs(spec: _recurrent.RecurrentSpec, x: jax.Array, key: jax.Array) -> jax.Array:
+    """x times the scan's input dropout mask drawn with `key` (one mask for every gate here)."""
+    batch, _, features = x.shape
+    masks = _recurrent.dropout_masks(spec, key, batch, features, x.dtype).inputs
+    assert masks is not None  # spec.dropout > 0
+    return x * masks[0][:, None, :]
+
+
 def _run_cudnn(
-    spec, params, x, mask, states, *, reverse, return_sequences, zero_output_for_mask, dropout_rng, what
+    spec: _recurrent.RecurrentSpec,
+    params: Sequence[Any],
+    x: jax.Array,
+    mask: jax.Array | None,
+    states: _recurrent.States,
+    *,
+    reverse: tuple[bool, ...],
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+    dropout_rng: jax.Array | None,
+    what: str,
 ) -> ScanResult:
     """The scan's `ScanResult` for this call, computed by cuDNN (the call qualifies)."""
     batch, timesteps, features = x.shape
@@ -368,12 +405,14 @@ def _run_cudnn(
     xs = [x] * directions
     if dropout_rng is not None and spec.dropout:  # the scan's input masks, drawn alike
         keys = jax.random.split(dropout_rng, directions)
-        xs = [x * _recurrent.dropout_masks(spec, key, batch, features, x.dtype).inputs[0][:, None, :] for key in keys]
+        xs = [_dropped_inputs(spec, x, key) for key in keys]
     call = functools.partial(
         _Call, features, units, allow_tf32=spec.cudnn_allow_tf32, strict=what if spec.use_cudnn is True else None
     )
 
-    aligned, h, c = [None] * directions, [None] * directions, [None] * directions
+    aligned: dict[int, jax.Array] = {}
+    h: dict[int, jax.Array] = {}
+    c: dict[int, jax.Array] = {}
     if directions == 2 and xs[0] is xs[1] and set(reverse) == {False, True}:
         order = (0, 1) if reverse == (False, True) else (1, 0)  # cuDNN's forward one first
         y, h_n, c_n = _cudnn_lstm(
@@ -406,26 +445,28 @@ def _run_cudnn(
         # one going forwards, the initial one going backwards (padding comes first).
         fills = [zeros if zero_output_for_mask else (h0[d] if reverse[d] else h[d]) for d in range(directions)]
         sequences = jnp.stack([_processing_order(aligned[d], lengths, reverse[d], fills[d]) for d in range(directions)])
-    return ScanResult(sequences, (jnp.stack(h), jnp.stack(c)))
+    return ScanResult(
+        sequences, (jnp.stack([h[d] for d in range(directions)]), jnp.stack([c[d] for d in range(directions)]))
+    )
 
 
 def run_directions(
-    spec,
-    params,
-    x,
-    mask,
-    states,
+    spec: _recurrent.RecurrentSpec,
+    params: Sequence[Any],
+    x: jax.Array,
+    mask: jax.Array | None,
+    states: _recurrent.States,
     *,
-    reverse,
-    return_sequences,
-    zero_output_for_mask,
-    dropout_rng=None,
-    route="scan",
-    what="LSTM",
+    reverse: tuple[bool, ...],
+    return_sequences: bool,
+    zero_output_for_mask: bool,
+    dropout_rng: jax.Array | None = None,
+    route: str = "scan",
+    what: str = "LSTM",
 ) -> ScanResult:
     """`jlstm._recurrent.run_directions` by the route `plan` chose: "scan", "cudnn", or
     "cond" (cuDNN when the traced mask qualifies, the scan otherwise)."""
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         reverse=reverse,
         return_sequences=return_sequences,
         zero_output_for_mask=zero_output_for_mask,

@@ -32,6 +32,8 @@ class Split(NamedTuple):
 
 
 class Classification(NamedTuple):
+    """A classification data set's three splits, and how many classes its labels count."""
+
     train: Split
     validation: Split
     test: Split
@@ -64,6 +66,15 @@ class Forecast(NamedTuple):
     validation_start: int
 
     def to_units(self, y: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Scaled values back in the series' units: `level + scale * y`.
+
+        Args:
+            y: predictions or targets (batch, horizon) in the scaled units.
+            level: each window's level (batch,), e.g. `test_level`.
+
+        Returns:
+            (batch, horizon) in the series' units.
+        """
         return np.asarray(level)[:, None] + self.scale * np.asarray(y)
 
 
@@ -82,10 +93,20 @@ def validation_split(split: Split, fraction: float, seed: int = 0, *, stratify: 
     for validation; each part keeps the rows' original order. With `stratify`, `fraction`
     of each class (the integer labels `y`) is drawn, rounded per class.
 
-    >>> x, y = np.arange(10.0).reshape(10, 1, 1), np.arange(10) % 2
-    >>> train, val = validation_split(Split(x, y), 0.2, seed=0, stratify=True)
-    >>> len(train.x), sorted(val.y.tolist()), set(val.x.ravel()).isdisjoint(train.x.ravel())
-    (8, [0, 1], True)
+    Args:
+        split: the rows to divide.
+        fraction: the part to set aside, in (0, 1).
+        seed: the seed of the draw.
+        stratify: draw `fraction` of each class of the integer labels `split.y` (rows,).
+
+    Returns:
+        `(train, validation)`, two `Split`s.
+
+    Examples:
+        >>> x, y = np.arange(10.0).reshape(10, 1, 1), np.arange(10) % 2
+        >>> train, val = validation_split(Split(x, y), 0.2, seed=0, stratify=True)
+        >>> len(train.x), sorted(val.y.tolist()), set(val.x.ravel()).isdisjoint(train.x.ravel())
+        (8, [0, 1], True)
     """
     fraction = _check_fraction(fraction, "validation_split fraction")
     labels = np.asarray(split.y)
@@ -107,11 +128,20 @@ def digits(seed: int = 0, test_size: float = 0.2, validation_size: float = 0.2) 
     pixels scaled to [0, 1]; a stratified `test_size` split drawn with `seed`, then a
     stratified `validation_size` of the rest (`validation_split`).
 
-    >>> data = digits(seed=0)
-    >>> len(data.train.x), len(data.validation.x), len(data.test.x)
-    (1150, 287, 360)
-    >>> data.train.x.dtype, float(data.train.x.max())
-    (dtype('float32'), 1.0)
+    Args:
+        seed: the seed of both splits.
+        test_size: the fraction held out for the test split, in (0, 1).
+        validation_size: the fraction of the rest for the validation split, in (0, 1).
+
+    Returns:
+        A `Classification`: x float32 (batch, 8, 8), y int32 (batch,), 10 classes.
+
+    Examples:
+        >>> data = digits(seed=0)
+        >>> len(data.train.x), len(data.validation.x), len(data.test.x)
+        (1150, 287, 360)
+        >>> data.train.x.dtype, float(data.train.x.max())
+        (dtype('float32'), 1.0)
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -133,10 +163,20 @@ def ragged_digits(
     """`digits` with each image cut to a random number of top rows in [min_rows, 8]; the
     cut rows are zeros and the mask is False there (post-padding).
 
-    >>> data = ragged_digits(seed=0)
-    >>> lengths = data.train.mask.sum(axis=1)
-    >>> int(lengths.min()), int(lengths.max()), bool((data.train.x[~data.train.mask] == 0).all())
-    (4, 8, True)
+    Args:
+        seed: the seed of the splits and of the cuts.
+        test_size: the fraction held out for the test split, in (0, 1).
+        min_rows: the fewest rows kept, from 1 to 8.
+        validation_size: the fraction of the rest for the validation split, in (0, 1).
+
+    Returns:
+        A `Classification` whose splits have a bool (batch, 8) mask.
+
+    Examples:
+        >>> data = ragged_digits(seed=0)
+        >>> lengths = data.train.mask.sum(axis=1)
+        >>> int(lengths.min()), int(lengths.max()), bool((data.train.x[~data.train.mask] == 0).all())
+        (4, 8, True)
     """
     min_rows = _checks.positive_int(min_rows, "ragged_digits min_rows")
     if min_rows > 8:
@@ -156,9 +196,13 @@ def monthly_co2() -> tuple[np.ndarray, np.ndarray]:
     """Mauna Loa CO2 in ppm as monthly means (dates, values), months without a reading
     interpolated linearly.
 
-    >>> dates, values = monthly_co2()
-    >>> len(values), str(dates[0])[:7], str(dates[-1])[:7], bool(np.isfinite(values).all())
-    (526, '1958-03', '2001-12', True)
+    Returns:
+        `(dates, values)`: datetime64 month starts and float64 ppm, one per month.
+
+    Examples:
+        >>> dates, values = monthly_co2()
+        >>> len(values), str(dates[0])[:7], str(dates[-1])[:7], bool(np.isfinite(values).all())
+        (526, '1958-03', '2001-12', True)
     """
     from statsmodels.datasets import co2 as co2_data
 
@@ -179,9 +223,20 @@ def co2(
     two. The scale is the training windows'. The seasonal-naive baseline repeats the last
     observed `season` (needs horizon <= season <= window).
 
-    >>> data = co2()
-    >>> data.train.x.shape, data.validation.y.shape, data.test.y.shape, data.test_baseline.shape
-    ((299, 36, 1), (49, 12), (109, 12), (109, 12))
+    Args:
+        window: past months per input.
+        horizon: months predicted per window.
+        test_months: the held-out tail's length in months.
+        season: the period the seasonal-naive baseline repeats.
+        validation_months: the months before the tail that the validation targets lie in.
+
+    Returns:
+        A `Forecast`.
+
+    Examples:
+        >>> data = co2()
+        >>> data.train.x.shape, data.validation.y.shape, data.test.y.shape, data.test_baseline.shape
+        ((299, 36, 1), (49, 12), (109, 12), (109, 12))
     """
     window = _checks.positive_int(window, "co2 window")
     horizon = _checks.positive_int(horizon, "co2 horizon")

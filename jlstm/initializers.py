@@ -53,7 +53,15 @@ INITIALIZERS["random_uniform"] = _shift_uniform(INITIALIZERS["random_uniform"])
 def get_initializer(initializer: str | Initializer, what: str = "initializer") -> Initializer:
     """Returns the initializer `(key, shape, dtype=float32) -> array` for a Keras name or
     callable; `what` names the argument in the error for an unknown name, or for a callable
-    that returns another shape or dtype than asked."""
+    that returns another shape or dtype than asked.
+
+    Args:
+        initializer: a Keras name (a key of `INITIALIZERS`) or a callable `(key, shape, dtype) -> array`.
+        what: the argument's name in the errors.
+
+    Returns:
+        The initializer.
+    """
     init = _checks.named(initializer, INITIALIZERS, what, "(key, shape, dtype) -> array")
     if isinstance(initializer, str):
         return init

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +62,13 @@ class ApplyFn(Protocol):
     ) -> Any: ...
 
 
+def as_apply_fn(apply: Callable[..., Any]) -> ApplyFn:
+    """A layer's apply function as an `ApplyFn`. The protocol lets callers pass the keywords
+    that only some layers take (`lengths`, `initial_state`); each function takes its own and
+    raises a TypeError on any other, which a structural type cannot say."""
+    return cast(ApplyFn, apply)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Layer:
     """A layer: two pure functions, and what a summary needs to name it.
@@ -69,6 +76,18 @@ class Layer:
     Iterating a layer yields `(init, apply)`, so that it is a stax layer too:
     `init, apply = jlstm.LSTM(5)`, or `stax.serial(jlstm.LSTM(8), stax.Dense(2))`.
     `config` (the constructor's arguments) is read-only. Layers compare by identity.
+
+    Args:
+        init: `init(rng, input_shape) -> (output_shape, params)` (`InitFn`).
+        apply: `apply(params, inputs, **keywords) -> outputs` (`ApplyFn`).
+        type_name: the type a summary shows ("LSTM", "Dense", ...); Keras's default names
+            (`lstm_1`) derive from it.
+        name: the layer's name in a summary, or None for a default one.
+        config: the constructor's arguments.
+        sublayers: the layers inside this one, for a summary to name.
+        compute_mask: `(inputs, mask) -> mask` for the layer after this one in a
+            `Sequential`, or None: the mask is kept while outputs keep the time axis.
+        spec: a recurrent layer's static spec, for `Bidirectional`; else None.
     """
 
     init: InitFn
@@ -188,14 +207,22 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         }
         if spec.use_bias:
             params["bias"] = _bias(init_bias, k_bias, shapes["bias"], config.get("unit_forget_bias", False), u)
-        out = (batch, timesteps, u) if return_sequences else (batch, u)
+        out: Shape = (batch, timesteps, u) if return_sequences else (batch, u)
         if return_state:
-            return [out] + [(batch, u)] * cell.state_size, params
+            states: list[Shape] = [(batch, u)] * cell.state_size
+            return [out, *states], params
         return out, params
 
     # one dispatch for the whole layer once the inputs are checked
     @functools.partial(jax.jit, static_argnames="routes")
-    def compute(params, x, mask, states, key, routes=("scan",)):
+    def compute(
+        params: Params,
+        x: jax.Array,
+        mask: jax.Array | None,
+        states: _recurrent.States,
+        key: jax.Array | None,
+        routes: tuple[str, ...] = ("scan",),
+    ) -> Any:
         result = cudnn.run_directions(
             spec,
             [params],
@@ -209,7 +236,7 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
             route=routes[0],
             what=what,
         )
-        out = result.sequences[0] if return_sequences else result.h[0]
+        out = result.h[0] if result.sequences is None else result.sequences[0]
         return (out, *(s[0] for s in result.states)) if return_state else out
 
     def apply(
@@ -227,10 +254,12 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         routes = cudnn.plan([spec], x, mask, key is not None, what)
         return compute(params, x, mask, states, key, routes)
 
-    return Layer(init, apply, type_name, config["name"], config, spec=spec)
+    return Layer(init, as_apply_fn(apply), type_name, config["name"], config, spec=spec)
 
 
-def _bias(init_bias: Initializer, key: jax.Array, shape: tuple[int, ...], unit_forget_bias: bool, units: int):
+def _bias(
+    init_bias: Initializer, key: jax.Array, shape: tuple[int, ...], unit_forget_bias: bool, units: int
+) -> jax.Array:
     if not unit_forget_bias:
         return init_bias(key, shape, jnp.float32)
     # Keras's LSTM: the forget gate's block (the second) starts at 1.
@@ -371,6 +400,17 @@ def Dense(
     """A Keras Dense layer on the last axis: `activation(x @ kernel + bias)`.
 
     A mask passed to `apply` is ignored here; `Sequential` carries it past this layer.
+
+    Args:
+        units: the size of the output's last axis.
+        activation: a Keras name, a callable, or None for linear.
+        use_bias: add a bias (units,).
+        kernel_initializer, bias_initializer: Keras names or callables `(key, shape, dtype) -> array`.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` with params `{"kernel": (features, units), "bias": (units,)}`:
+        `apply(params, inputs, *, mask=None, training=False, rng=None)` on inputs (..., features).
     """
     config = dict(locals())
     units = _checks.positive_int(units, "Dense units")
@@ -405,15 +445,24 @@ def Dense(
             raise ValueError(f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}")
         y = jnp.asarray(x, params["kernel"].dtype) @ params["kernel"]
         if use_bias:
-            y = y + params["bias"]
+            y = y + jnp.broadcast_to(params["bias"], y.shape)
         return act(y)
 
-    return Layer(init, apply, "Dense", name, config)
+    return Layer(init, as_apply_fn(apply), "Dense", name, config)
 
 
 def Dropout(rate: float, *, name: str | None = None) -> Layer:
     """Keras's Dropout: zeroes a `rate` fraction of inputs and scales the rest by
-    1 / (1 - rate), only in `apply(..., training=True, rng=key)`."""
+    1 / (1 - rate), only in `apply(..., training=True, rng=key)`.
+
+    Args:
+        rate: the fraction of the inputs to drop, in [0, 1).
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` without params (`{}`): `apply(params, inputs, *, mask=None, training=False,
+        rng=None)` returns the inputs (as floats) unless `training`, when `rng` is required.
+    """
     rate = _checks.rate(rate, "Dropout rate")
     what = _what("Dropout", name)
 
@@ -436,12 +485,21 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
             raise ValueError(f"{what}: expected rng=<PRNG key> with training=True, got None")
         return x * _recurrent.scaled_keep(_checks.prng_key(rng, what), rate, x.shape, x.dtype)
 
-    return Layer(init, apply, "Dropout", name, {"rate": rate})
+    return Layer(init, as_apply_fn(apply), "Dropout", name, {"rate": rate})
 
 
 def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
-    layers after it (inside `Sequential`), and its features are set to 0."""
+    layers after it (inside `Sequential`), and its features are set to 0.
+
+    Args:
+        mask_value: the feature value that marks a padded timestep.
+        name: the layer's name in a summary.
+
+    Returns:
+        A `Layer` without params (`{}`) over inputs (batch, timesteps, features), whose
+        `compute_mask` gives the mask for the layers after it.
+    """
     what = _what("Masking", name)
     mask_value = _checks.mask_value(mask_value, what)
 
@@ -466,4 +524,4 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
             )
         return jnp.where(timestep_mask(x)[..., None], x, 0).astype(x.dtype)
 
-    return Layer(init, apply, "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)
+    return Layer(init, as_apply_fn(apply), "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)

@@ -21,14 +21,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jlstm import tuning
-from jlstm.cell import Cell, Weights, gru_cell, lstm_cell, simple_rnn_cell
+from jlstm.cell import Cell, Cotangents, Projections, State, Weights, gru_cell, lstm_cell, simple_rnn_cell
+
+T = TypeVar("T")
 
 
 class Direction(NamedTuple):
@@ -117,7 +119,15 @@ def _add(a: jax.Array, bias: jax.Array | None) -> jax.Array:
     return a if bias is None else a + bias
 
 
-def _scan_states(xs, weights: Weights, state0, keep, dropout: DropoutMasks | None, statics: _Statics, emit: str):
+def _scan_states(
+    xs: jax.Array,
+    weights: Weights,
+    state0: State,
+    keep: jax.Array | None,
+    dropout: DropoutMasks | None,
+    statics: _Statics,
+    emit: str,
+) -> tuple[Any, Any]:
     """The forward loop over xs (T, D, B, F), from the states (D, B, U), with keep
     (T, D, B, 1) or None. Emits per step nothing, h, or for the VJP (states, saved), where
     saved is what the cell's closed-form VJP reads, or the step's projections. Returns the
@@ -140,7 +150,7 @@ def _scan_states(xs, weights: Weights, state0, keep, dropout: DropoutMasks | Non
         stacked = _oriented(jnp.concatenate([weights.kernel, weights.recurrent_kernel], axis=1), form)
     if dot == "hoisted":  # every step's input projection, bias included, as one GEMM
         proj = jnp.einsum("tdbf,dfn->tdbn", xs, weights.kernel)
-        inputs = _relayout(proj if weights.bias is None else proj + weights.bias[:, None, :], cols)
+        inputs = _relayout(proj if weights.bias is None else proj + weights.bias[None, :, None, :], cols)
         bias = None
     else:
         inputs = _relayout(xs, cols)
@@ -180,10 +190,12 @@ def _scan_states(xs, weights: Weights, state0, keep, dropout: DropoutMasks | Non
     return _relayout(state, cols), _relayout(ys, cols)
 
 
-def _result(hs, state, keep, statics: _Statics, return_sequences: bool):
+def _result(
+    hs: jax.Array | None, state: State, keep: jax.Array | None, statics: _Statics, return_sequences: bool
+) -> tuple[jax.Array | None, State]:
     """(sequence or None, states). A masked step's state is the previous one, which is
     Keras's output there, unless it outputs zeros."""
-    if not return_sequences:
+    if not return_sequences or hs is None:
         return None, state
     if keep is not None and statics.zero_output_for_mask:
         hs = jnp.where(keep, hs, 0)
@@ -191,7 +203,9 @@ def _result(hs, state, keep, statics: _Statics, return_sequences: bool):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _recurrence(xs, weights: Weights, state0, keep, statics: _Statics, return_sequences: bool):
+def _recurrence(
+    xs: jax.Array, weights: Weights, state0: State, keep: jax.Array | None, statics: _Statics, return_sequences: bool
+) -> tuple[jax.Array | None, State]:
     """(sequence (T, D, B, U) or None, states) of the cell over xs (T, D, B, F).
 
     Its VJP reuses what the forward loop saved of each step, and computes every weight
@@ -235,7 +249,9 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
     return d_xs, d_weights, _relayout(d_state0, cols), None
 
 
-def _gradients(xs, weights: Weights, h_prev, d_proj, summed: bool):
+def _gradients(
+    xs: jax.Array, weights: Weights, h_prev: jax.Array, d_proj: Projections, summed: bool
+) -> tuple[jax.Array, Weights]:
     """The input and weight gradients from every step's projection cotangents (T, D, B, GU),
     one for a summed cell or (input, recurrent) for another, each one (T*B)-long GEMM per
     direction rather than a small matmul per step (measured: a batched einsum over the
@@ -254,13 +270,22 @@ def _gradients(xs, weights: Weights, h_prev, d_proj, summed: bool):
     return jnp.moveaxis(d_xs, 0, 1), d_weights
 
 
-def _vjp_backward(cell: Cell, projections, before, d_state, axis: int):
+def _vjp_backward(cell: Cell, projections: Projections, before: State, d_state: State, axis: int) -> Cotangents:
     """`cell.backward` for a cell without a closed form: JAX differentiates its activate."""
     _, vjp = jax.vjp(lambda p, s: cell.activate(cell, p, s, None, axis)[0], projections, before)
     return vjp(d_state)
 
 
-def _backward_loop(recurrent_kernels, keep, before, saved, d_seq, d_state, statics: _Statics, form: str):
+def _backward_loop(
+    recurrent_kernels: jax.Array,
+    keep: jax.Array | None,
+    before: State,
+    saved: Any,
+    d_seq: jax.Array | None,
+    d_state: State,
+    statics: _Statics,
+    form: str,
+) -> tuple[State, Any]:
     """The reverse scan in the layout of `form` (one of tuning.BACKWARD_FORMS): the states'
     cotangents before the first step, and each step's projection cotangents."""
     cell = statics.cell
@@ -289,7 +314,8 @@ def _backward_loop(recurrent_kernels, keep, before, saved, d_seq, d_state, stati
             d_new = tuple(jnp.where(keep_t, d, 0) for d in d_new)
         d_proj, d_before = backward(cell, saved_t, before_t, d_new, axis)
         d_h_before = through_recurrent_kernel(d_proj if cell.summed else d_proj[1])
-        d_before = (_add(d_h_before, d_before[0]),) + tuple(d_before[1:])
+        d_rest = tuple(jnp.zeros_like(s) if d is None else d for d, s in zip(d_before[1:], before_t[1:]))
+        d_before = (_add(d_h_before, d_before[0]),) + d_rest
         if keep_t is not None:
             d_before = tuple(a + b for a, b in zip(d_before, d_pass))
         return d_before, d_proj
@@ -367,7 +393,7 @@ def _backward_candidate(form: str, signature: tuning.Signature) -> tuning.Candid
 
 
 @functools.cache
-def _backward_dummies(signature: tuning.Signature):
+def _backward_dummies(signature: tuning.Signature) -> tuple[Cell, jax.Array, Weights, State, Any, jax.Array]:
     """The backward candidates' arguments: a dummy forward's residuals, as rows."""
     d, b, _, f, u, dtype, _ = signature
     cell = _tune_cell(signature)
@@ -388,7 +414,7 @@ def _run(xs, keep, weights, dropout, state0, statics, return_sequences):
     """The recurrence over time-major inputs (T, D, B, F), with dropout masks if given."""
     if dropout is not None and dropout.inputs is not None and dropout.inputs.shape[1] == 1:
         # One input mask per sequence: applied once to the inputs, outside the loop.
-        xs = xs * dropout.inputs[:, 0]
+        xs = xs * dropout.inputs[None, :, 0]
         dropout = dropout._replace(inputs=None)
     if dropout is not None and dropout.recurrent is None and dropout.inputs is None:
         dropout = None
@@ -466,28 +492,60 @@ def _per_gate(dropout: DropoutMasks) -> bool:
 
 
 @functools.partial(jax.jit, static_argnames=("reverse", "statics", "return_sequences", "remat"))
-def _stacked_scan(x, directions, mask, *, reverse, statics, return_sequences, remat) -> ScanResult:
+def _stacked_scan(
+    x: jax.Array,
+    directions: Sequence[tuple[Weights, State | None, DropoutMasks | None]],
+    mask: jax.Array | None,
+    *,
+    reverse: tuple[bool, ...],
+    statics: _Statics,
+    return_sequences: bool,
+    remat: bool,
+) -> ScanResult:
     """The scan over every direction's (weights, initial state, dropout masks), stacked."""
     cell = statics.cell
-    stack = lambda arrays: None if arrays[0] is None else jnp.stack(arrays).astype(x.dtype)  # noqa: E731
+
+    def stack(arrays: Sequence[jax.Array]) -> jax.Array:
+        return jnp.stack(arrays).astype(x.dtype)
+
+    def stack_or_none(arrays: Sequence[jax.Array | None]) -> jax.Array | None:
+        present = _all_or_none(arrays)
+        return None if present is None else stack(present)
+
     weights, states, dropouts = zip(*directions)
     batch, units = x.shape[0], weights[0].recurrent_kernel.shape[0]
-    if states[0] is None:
+    given_states = _all_or_none(states)
+    if given_states is None:
         state0 = (jnp.zeros((len(reverse), batch, units), x.dtype),) * cell.state_size
     else:
-        state0 = tuple(stack([s[i] for s in states]) for i in range(cell.state_size))
+        state0 = tuple(stack([s[i] for s in given_states]) for i in range(cell.state_size))
     xs = jnp.stack([_time_major(x, r) for r in reverse], 1)
     keep = None if mask is None else jnp.stack([_time_major(mask, r) for r in reverse], 1)[..., None]
     if keep is not None:
         # A masked step's input is read (its result is dropped): zeros there keep whatever
         # it held (NaN, inf) out of every gradient.
         xs = jnp.where(keep, xs, 0)
-    stacked = Weights(*(stack([w[i] for w in weights]) for i in range(4)))
-    dropout = None if dropouts[0] is None else DropoutMasks(*(stack([m[i] for m in dropouts]) for i in range(2)))
+    stacked = Weights(
+        stack([w.kernel for w in weights]),
+        stack([w.recurrent_kernel for w in weights]),
+        stack_or_none([w.bias for w in weights]),
+        stack_or_none([w.recurrent_bias for w in weights]),
+    )
+    masks = _all_or_none(dropouts)
+    dropout = None
+    if masks is not None:
+        dropout = DropoutMasks(stack_or_none([m.inputs for m in masks]), stack_or_none([m.recurrent for m in masks]))
     run = _run_in_chunks if remat else _run
     hs, state = run(xs, keep, stacked, dropout, state0, statics, return_sequences)
     sequences = jnp.moveaxis(hs, 0, 2) if return_sequences else None  # (T, D, B, U) -> (D, B, T, U)
     return ScanResult(sequences, tuple(state))
+
+
+def _all_or_none(items: Sequence[T | None]) -> list[T] | None:
+    """Every direction's item, or None where none has one (the directions share a spec)."""
+    present = [item for item in items if item is not None]
+    assert len(present) in (0, len(items)), "the directions of one scan disagree"
+    return present or None
 
 
 def _time_major(a: jax.Array, reverse: bool) -> jax.Array:

@@ -28,6 +28,13 @@ def count_params(tree_or_layer: Any, input_shape: Shape | None = None) -> int:
 
     With a layer and an input shape it counts abstractly through `jax.eval_shape`,
     so nothing is allocated however large the model.
+
+    Args:
+        tree_or_layer: a param tree of arrays (or `jax.ShapeDtypeStruct`s), or a `Layer`.
+        input_shape: with a layer, the input shape to build its params for; else None.
+
+    Returns:
+        The total number of scalars.
     """
     if isinstance(tree_or_layer, Layer):
         if input_shape is None:
@@ -48,7 +55,15 @@ def count_params(tree_or_layer: Any, input_shape: Shape | None = None) -> int:
 
 
 def abstract_init(layer: Layer, input_shape: Shape) -> tuple[OutputShape, Any]:
-    """`layer.init` run through `jax.eval_shape`: the output shape and a tree of ShapeDtypeStructs."""
+    """`layer.init` run through `jax.eval_shape`: the output shape and a tree of ShapeDtypeStructs.
+
+    Args:
+        layer: the layer whose `init` to trace.
+        input_shape: the input shape, as `init` takes it.
+
+    Returns:
+        `(output_shape, params)`, the params as a tree of `jax.ShapeDtypeStruct`s.
+    """
     out: list[OutputShape] = []
 
     def params_only(rng: jax.Array) -> Any:
@@ -71,12 +86,27 @@ class Namer:
         self._counts: Counter[str] = Counter()
 
     def next(self, type_name: str) -> str:
+        """The next default name for a layer of `type_name`.
+
+        Args:
+            type_name: the layer's type ("LSTM", "InputLayer", ...).
+
+        Returns:
+            The type's snake-case name with its next count, e.g. "lstm_2".
+        """
         prefix = "input" if type_name == "InputLayer" else _snake_case(type_name)
         self._counts[prefix] += 1
         return f"{prefix}_{self._counts[prefix]}"
 
     def name_tree(self, layer: Layer) -> dict[int, str]:
-        """Names for a layer and everything inside it, inner layers first (construction order)."""
+        """Names for a layer and everything inside it, inner layers first (construction order).
+
+        Args:
+            layer: the layer to name, with its sublayers.
+
+        Returns:
+            The names by `id()` of each layer: its own name where it has one, else the next default.
+        """
         names: dict[int, str] = {}
 
         def visit(node: Layer) -> None:
@@ -108,6 +138,15 @@ def summary(layer: Layer, input_shape: Shape, *, namer: Namer | None = None) -> 
 
     An InputLayer row comes first; a Sequential lists its layers. Totals count every
     param as trainable (jlstm has no frozen params).
+
+    Args:
+        layer: the layer or model to describe.
+        input_shape: its input shape (batch, timesteps, features); batch and timesteps may be None.
+        namer: the default names' counter to continue, shared between summaries as in a Keras
+            session; None starts a new one.
+
+    Returns:
+        The table, as Keras's `model.summary()` prints it.
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"summary: expected a jlstm Layer, got {type(layer).__name__}")
@@ -121,6 +160,8 @@ def summary(layer: Layer, input_shape: Shape, *, namer: Namer | None = None) -> 
     total = 0
     shape: OutputShape = input_shape
     for sub in layer.sublayers if layer.type_name == "Sequential" else (layer,):
+        if isinstance(shape, list):  # as Sequential.init: only the last layer may return several outputs
+            raise ValueError(f"summary: {sub.type_name} follows a layer that returns several outputs {shape}")
         shape, params = abstract_init(sub, shape)
         n = count_params(params)
         total += n

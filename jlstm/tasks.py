@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import jax
 import numpy as np
@@ -103,7 +103,14 @@ def _fit(
     )
 
 
-CLASSIFY = {"loss": train.sparse_categorical_crossentropy, "metrics": {"accuracy": train.accuracy}}
+class Objective(TypedDict):
+    """The loss and metrics that `train.fit` and `train.evaluate` take as keywords."""
+
+    loss: train.Loss
+    metrics: train.Metrics
+
+
+CLASSIFY: Objective = {"loss": train.sparse_categorical_crossentropy, "metrics": {"accuracy": train.accuracy}}
 
 
 def _classifier(cfg: Config) -> Layer:
@@ -137,7 +144,16 @@ def run_digits(cfg: Config) -> Result:
 def _pad_rows(split: datasets.Split, timesteps: int) -> datasets.Split:
     extra = timesteps - split.x.shape[1]
     x = np.pad(split.x, ((0, 0), (0, extra), (0, 0)))
-    return datasets.Split(x, split.y, np.pad(split.mask, ((0, 0), (0, extra))))
+    mask = None if split.mask is None else np.pad(split.mask, ((0, 0), (0, extra)))
+    return datasets.Split(x, split.y, mask)
+
+
+def _with_mask(split: datasets.Split) -> tuple[Any, ...]:
+    return tuple(split)
+
+
+def _without_mask(split: datasets.Split) -> tuple[Any, ...]:
+    return split[:2]
 
 
 def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
@@ -151,11 +167,11 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
     for name, masked in (("masked", True), ("unmasked", False)):
         if cfg.progress:
             print(f"{name}:")
-        keep = slice(None) if masked else slice(2)  # (x, y, mask) or (x, y)
-        params, history = _fit(model, cfg, name, data.train[keep], data.validation[keep], **CLASSIFY)
+        arrays = _with_mask if masked else _without_mask
+        params, history = _fit(model, cfg, name, arrays(data.train), arrays(data.validation), **CLASSIFY)
         runs[name] = (params, history)
         for label, split in (("", data.test), ("padded_", longer)):
-            test[f"{name}_{label}accuracy"] = train.evaluate(model, params, split[keep], **CLASSIFY)["accuracy"]
+            test[f"{name}_{label}accuracy"] = train.evaluate(model, params, arrays(split), **CLASSIFY)["accuracy"]
     m = test
     summary = (
         f"ragged-digits: test accuracy with mask {m['masked_accuracy']:.4f}, "

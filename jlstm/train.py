@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -51,6 +50,8 @@ Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or 
 # Metric name -> per-epoch means; and "stopped" -> why, where fit stopped at a non-finite loss.
 History = dict[str, list[float] | str]
 PathLike = str | os.PathLike
+# eval_step(params, x, y, mask=None, weight=None) -> the batch's weighted means
+EvalStep = Callable[..., dict[str, jax.Array]]
 BATCH_AXIS = "batch"
 STOPPED = "stopped"
 
@@ -98,9 +99,17 @@ def class_label_loss(loss: Loss) -> Loss:
 def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Cross-entropy of integer `labels` under `logits` on the last axis.
 
-    >>> import jax.numpy as jnp
-    >>> sparse_categorical_crossentropy(jnp.zeros((2, 4)), jnp.array([0, 3])).round(4)
-    Array([1.3863, 1.3863], dtype=float32)
+    Args:
+        logits: unnormalized log-probabilities (..., classes).
+        labels: the integer classes (...).
+
+    Returns:
+        The cross-entropy per example (...).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> sparse_categorical_crossentropy(jnp.zeros((2, 4)), jnp.array([0, 3])).round(4)
+        Array([1.3863, 1.3863], dtype=float32)
     """
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
@@ -108,9 +117,17 @@ def sparse_categorical_crossentropy(logits: jax.Array, labels: jax.Array) -> jax
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """1.0 where the argmax of `logits` on the last axis is the label, else 0.0.
 
-    >>> import jax.numpy as jnp
-    >>> accuracy(jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.array([1, 1]))
-    Array([1., 0.], dtype=float32)
+    Args:
+        logits: scores (..., classes).
+        labels: the integer classes (...).
+
+    Returns:
+        float32 (...): 1.0 where the prediction is right, else 0.0.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> accuracy(jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.array([1, 1]))
+        Array([1., 0.], dtype=float32)
     """
     return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
 
@@ -118,9 +135,17 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Squared error averaged over the last axis, as in Keras.
 
-    >>> import jax.numpy as jnp
-    >>> mean_squared_error(jnp.array([[1.0, 3.0]]), jnp.zeros((1, 2)))
-    Array([5.], dtype=float32)
+    Args:
+        predictions: the model's outputs (..., features).
+        targets: the targets, shaped as `predictions`.
+
+    Returns:
+        The mean over the last axis (...).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> mean_squared_error(jnp.array([[1.0, 3.0]]), jnp.zeros((1, 2)))
+        Array([5.], dtype=float32)
     """
     return jnp.mean(jnp.square(predictions - targets), axis=-1)
 
@@ -128,9 +153,17 @@ def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 def mean_absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """Absolute error averaged over the last axis.
 
-    >>> import jax.numpy as jnp
-    >>> mean_absolute_error(jnp.array([[1.0, -3.0]]), jnp.zeros((1, 2)))
-    Array([2.], dtype=float32)
+    Args:
+        predictions: the model's outputs (..., features).
+        targets: the targets, shaped as `predictions`.
+
+    Returns:
+        The mean over the last axis (...).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> mean_absolute_error(jnp.array([[1.0, -3.0]]), jnp.zeros((1, 2)))
+        Array([2.], dtype=float32)
     """
     return jnp.mean(jnp.abs(predictions - targets), axis=-1)
 
@@ -138,7 +171,8 @@ def mean_absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array
 def _per_example(values: jax.Array, mask: jax.Array | None) -> jax.Array:
     # A per-step loss (batch, timesteps) averages over the unmasked steps only.
     if mask is not None and values.shape == mask.shape:
-        return jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1)
+        weights = mask.astype(values.dtype)
+        return jnp.sum(values * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1)
     return values.reshape(values.shape[0], -1).mean(axis=1)
 
 
@@ -190,15 +224,27 @@ def make_step(
     next to "loss". With `dropout`, the layer runs with `training=True, rng=rng`. Clip
     gradients in the optimizer: `optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`.
 
-    >>> import jax, jax.numpy as jnp, optax
-    >>> import jlstm
-    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
-    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
-    >>> opt = optax.sgd(0.1)
-    >>> step = make_step(model, mean_squared_error, opt)
-    >>> params, opt_state, m = step(params, opt.init(params), jnp.ones((8, 4, 2)), jnp.ones((8, 1)))
-    >>> sorted(m)
-    ['loss']
+    Args:
+        layer: the model, a `Layer`.
+        loss: `(outputs, y) -> values`, per example (batch,) or per step (batch, timesteps).
+        optimizer: an optax gradient transformation.
+        metrics: more such functions by name, reported next to "loss"; None for none.
+        dropout: run the layer in training mode (`training=True, rng=rng`).
+
+    Returns:
+        `step(params, opt_state, x, y, mask=None, weight=None, rng=None) -> (params,
+        opt_state, metrics)`, jitted; `metrics` maps "loss" and each metric to its batch mean.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> import jlstm
+        >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
+        >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+        >>> opt = optax.sgd(0.1)
+        >>> step = make_step(model, mean_squared_error, opt)
+        >>> params, opt_state, m = step(params, opt.init(params), jnp.ones((8, 4, 2)), jnp.ones((8, 1)))
+        >>> sorted(m)
+        ['loss']
     """
     fns = {"loss": loss, **(metrics or {})}
 
@@ -220,17 +266,26 @@ def make_step(
     return checked_step
 
 
-def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) -> Callable[..., dict[str, jax.Array]]:
+def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) -> EvalStep:
     """A jitted `eval_step(params, x, y, mask=None, weight=None) -> metrics`: the same
     weighted batch means as `make_step`'s, with the layer in inference mode.
 
-    >>> import jax, jax.numpy as jnp
-    >>> import jlstm
-    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
-    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
-    >>> eval_step = make_eval_step(model, mean_squared_error)
-    >>> float(eval_step(params, jnp.ones((8, 4, 2)), jnp.ones((8, 1)))["loss"]) > 0
-    True
+    Args:
+        layer: the model, a `Layer`.
+        loss: `(outputs, y) -> values`, per example or per step, as for `make_step`.
+        metrics: more such functions by name; None for none.
+
+    Returns:
+        `eval_step(params, x, y, mask=None, weight=None) -> metrics`, jitted.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import jlstm
+        >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(1)])
+        >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+        >>> eval_step = make_eval_step(model, mean_squared_error)
+        >>> float(eval_step(params, jnp.ones((8, 4, 2)), jnp.ones((8, 1)))["loss"]) > 0
+        True
     """
     fns = {"loss": loss, **(metrics or {})}
 
@@ -244,8 +299,15 @@ def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis mesh ("batch") over `devices` (default: all of them, every host's).
 
-    >>> data_mesh().axis_names
-    ('batch',)
+    Args:
+        devices: the devices to shard batches over; None for `jax.devices()`.
+
+    Returns:
+        A `jax.sharding.Mesh` with the one axis "batch".
+
+    Examples:
+        >>> data_mesh().axis_names
+        ('batch',)
     """
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
@@ -334,9 +396,11 @@ def _shard(arrays: tuple[np.ndarray | None, ...], mesh: Mesh) -> tuple[jax.Array
     # Every process holds the whole batch; each device takes its slice of it. This works
     # the same on one host and on several (after jax.distributed.initialize()).
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    return tuple(
-        None if a is None else jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i]) for a in arrays
-    )
+    return tuple(None if a is None else _shard_array(a, sharding) for a in arrays)
+
+
+def _shard_array(a: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
 
 def _replicate(tree: Any, mesh: Mesh) -> Any:
@@ -365,32 +429,52 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and metrics of `params` over all of `data` ((x, y) or (x, y, mask)).
 
-    >>> import jax, numpy as np
-    >>> import jlstm
-    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(2)])
-    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
-    >>> data = (np.ones((5, 4, 2), np.float32), np.array([0, 1, 0, 1, 1]))
-    >>> sorted(evaluate(model, params, data, loss=sparse_categorical_crossentropy))
-    ['loss']
+    Args:
+        layer: the model, a `Layer`.
+        params: its params.
+        data: `(x, y)` or `(x, y, mask)`, examples on the first axis.
+        loss: `(outputs, y) -> values`, per example or per step, as for `make_step`.
+        metrics: more such functions by name; None for none.
+        batch_size: examples per batch (the last batch is padded, at weight 0).
+        mesh: the mesh to shard batches over; None for `data_mesh()`.
+
+    Returns:
+        "loss" and each metric by name, each its mean over every example.
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> import jlstm
+        >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(2)])
+        >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+        >>> data = (np.ones((5, 4, 2), np.float32), np.array([0, 1, 0, 1, 1]))
+        >>> sorted(evaluate(model, params, data, loss=sparse_categorical_crossentropy))
+        ['loss']
     """
     data = _checked(layer, loss, data, "evaluate data")
     metrics_items = tuple(sorted((metrics or {}).items()))
-    return _evaluate(_eval_step(layer.apply, loss, metrics_items), params, data, batch_size, mesh)
+    return _evaluate(_eval_step(layer, loss, metrics_items), params, data, batch_size, mesh)
 
 
-# The jitted functions evaluate and predict call, by the layer's apply function: a second
-# call with the same layer reuses them instead of tracing again (the last 32 layers are kept).
+# The jitted functions evaluate and predict call, by layer (a layer hashes by identity, its
+# apply need not hash): a second call with the same layer reuses them instead of tracing
+# again (the last 32 layers are kept).
 @functools.lru_cache(maxsize=32)
-def _eval_step(apply: Callable[..., Any], loss: Loss, metrics_items: tuple) -> Callable[..., Any]:
-    return make_eval_step(types.SimpleNamespace(apply=apply), loss, metrics=dict(metrics_items))
+def _eval_step(layer: Layer, loss: Loss, metrics_items: tuple[tuple[str, Loss], ...]) -> EvalStep:
+    return make_eval_step(layer, loss, metrics=dict(metrics_items))
 
 
 @functools.lru_cache(maxsize=32)
-def _predict_step(apply: Callable[..., Any]) -> Callable[..., Any]:
-    return jax.jit(lambda params, x, mask: apply(params, x, mask=mask))
+def _predict_step(layer: Layer) -> Callable[..., Any]:
+    return jax.jit(lambda params, x, mask: layer.apply(params, x, mask=mask))
 
 
-def _evaluate(eval_step, params, data, batch_size, mesh) -> dict[str, float]:
+def _evaluate(
+    eval_step: EvalStep,
+    params: Params,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    batch_size: int,
+    mesh: Mesh | None,
+) -> dict[str, float]:
     batch_size = _checks.positive_int(batch_size, "evaluate batch_size")
     mesh = data_mesh() if mesh is None else mesh
     params = _replicate(params, mesh)
@@ -414,17 +498,29 @@ def predict(
 ) -> np.ndarray:
     """The layer's outputs for all of `x` (inference mode), in batches, as a numpy array.
 
-    >>> import jax, numpy as np
-    >>> import jlstm
-    >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(2)])
-    >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
-    >>> predict(model, params, np.ones((5, 4, 2), np.float32)).shape
-    (5, 2)
+    Args:
+        layer: the model, a `Layer`.
+        params: its params.
+        x: the inputs (examples, timesteps, features).
+        mask: a bool (examples, timesteps) mask for the layer, or None.
+        batch_size: examples per batch.
+        mesh: the mesh to shard batches over; None for `data_mesh()`.
+
+    Returns:
+        The outputs for every example, in order, as one numpy array.
+
+    Examples:
+        >>> import jax, numpy as np
+        >>> import jlstm
+        >>> model = jlstm.Sequential([jlstm.LSTM(3), jlstm.Dense(2)])
+        >>> _, params = model.init(jax.random.key(0), (None, 4, 2))
+        >>> predict(model, params, np.ones((5, 4, 2), np.float32)).shape
+        (5, 2)
     """
     x, mask = _check_inputs(x, mask, "predict")
     batch_size = min(_checks.positive_int(batch_size, "predict batch_size"), len(x))
     mesh = data_mesh() if mesh is None else mesh
-    apply = _predict_step(layer.apply)
+    apply = _predict_step(layer)
     params = _replicate(params, mesh)
     batches = _padded_batches((x, mask), batch_size, _padded_size(batch_size, mesh), np.arange(len(x)))
     return np.concatenate([_to_host(apply(params, *_shard(batch[:2], mesh)))[:count] for count, batch in batches])
@@ -614,15 +710,38 @@ def fit(
     bit. A file that is not such a state of this model and optimizer is a `ResumeError`,
     raised before anything is written.
 
-    >>> import jax, numpy as np, optax
-    >>> import jlstm
-    >>> model = jlstm.Sequential([jlstm.LSTM(4), jlstm.Dense(1)])
-    >>> _, params = model.init(jax.random.key(0), (None, 6, 1))
-    >>> x = np.linspace(0, 1, 60, dtype=np.float32).reshape(10, 6, 1)
-    >>> _, h = fit(model, params, optax.adam(1e-2), (x, x[:, -1]), (x, x[:, -1]),
-    ...            loss=mean_squared_error, epochs=20, batch_size=5, rng=jax.random.key(0))
-    >>> h["loss"][-1] < h["loss"][0], sorted(h)
-    (True, ['loss', 'val_loss'])
+    Args:
+        layer: the model, a `Layer`.
+        params: its initial params.
+        optimizer: an optax gradient transformation.
+        train_data: `(x, y)` or `(x, y, mask)`, examples on the first axis.
+        validation_data: data of the same form, evaluated after each epoch; None for none.
+        loss: `(outputs, y) -> values`, per example or per step, as for `make_step`.
+        metrics: more such functions by name, reported next to "loss"; None for none.
+        epochs: how many passes over `train_data`.
+        batch_size: examples per step (the last batch of an epoch is padded, at weight 0).
+        rng: the PRNG key for the shuffling (and the dropout).
+        dropout: run the layer in training mode, drawing dropout masks from `rng`.
+        devices: the devices to shard batches over; None for all of them.
+        progress: show a tqdm progress bar per epoch.
+        checkpoint_to: a path to save a `TrainState` at after every epoch; None for none.
+        resume_from: a `TrainState` file (from `checkpoint_to`) to continue from; None to start.
+
+    Returns:
+        `(params, history)`: the trained params, and per-epoch means by name ("loss", each
+        metric, and their "val_" twins with `validation_data`), with "stopped" where fit
+        stopped at a non-finite value.
+
+    Examples:
+        >>> import jax, numpy as np, optax
+        >>> import jlstm
+        >>> model = jlstm.Sequential([jlstm.LSTM(4), jlstm.Dense(1)])
+        >>> _, params = model.init(jax.random.key(0), (None, 6, 1))
+        >>> x = np.linspace(0, 1, 60, dtype=np.float32).reshape(10, 6, 1)
+        >>> _, h = fit(model, params, optax.adam(1e-2), (x, x[:, -1]), (x, x[:, -1]),
+        ...            loss=mean_squared_error, epochs=20, batch_size=5, rng=jax.random.key(0))
+        >>> h["loss"][-1] < h["loss"][0], sorted(h)
+        (True, ['loss', 'val_loss'])
     """
     train = _checked(layer, loss, train_data, "fit train_data")
     validation = None if validation_data is None else _checked(layer, loss, validation_data, "fit validation_data")

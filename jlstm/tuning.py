@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jlstm.checkpoint import write_atomic
@@ -108,7 +109,16 @@ class Config:
     def update(self, **changes: Any) -> None:
         """Sets `tune`, `forward_form`, `backward_form` or `cache_dir`. Forms are fixed when a
         function is traced: the change applies to calls traced after it (`jax.clear_caches()`
-        retraces the ones already compiled)."""
+        retraces the ones already compiled).
+
+        Args:
+            **changes: the settings to change, by name:
+                tune: a bool; False takes `default_form`'s static rule instead of measuring.
+                forward_form: one of `FORWARD_FORMS` that every forward pass takes, or None
+                    to let the tuner choose.
+                backward_form: one of `BACKWARD_FORMS`, or None, likewise for the backward pass.
+                cache_dir: the directory (a str or path) of the JSON file of tuned choices.
+        """
         checked = {}
         for name, value in changes.items():
             if name == "tune":
@@ -303,7 +313,7 @@ def _write_cache(key: str, form: str) -> None:
         _distrust(path, f"not writable ({error})")
 
 
-def dummy(shape: tuple[int, ...], dtype: Any, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+def dummy(shape: tuple[int, ...], dtype: Any, scale: float = 1.0, seed: int = 0) -> jax.Array:
     """A concrete array of uniform draws in [-scale, scale), for timing candidates."""
     draws = np.random.default_rng(seed).random(shape, dtype=np.float32)
-    return ((2 * draws - 1) * scale).astype(dtype)
+    return jnp.asarray(((2 * draws - 1) * scale).astype(dtype))

@@ -1,11 +1,37 @@
 """Helpers shared by the test modules."""
 
+import contextlib
 import pathlib
+from collections.abc import Iterator
 
 import jax
 import numpy as np
+import optax
 
 from jlstm import scan, train
+
+
+@contextlib.contextmanager
+def reference() -> Iterator[None]:
+    """JAX's default promotion rules for a reference library's calls (Keras, Flax, ...),
+    inside the tests' strict session (conftest.py says why)."""
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def reference_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`optimizer` with its init and update run inside `reference()`: optax is not written
+    for strict promotion (adam's bias correction raises a float to its int32 step count)."""
+
+    def init(params):
+        with reference():
+            return optimizer.init(params)
+
+    def update(updates, state, params=None):
+        with reference():
+            return optimizer.update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)
 
 
 def count_scan_traces(monkeypatch) -> list:

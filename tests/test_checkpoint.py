@@ -76,6 +76,15 @@ def test_prng_keys_round_trip(tmp_path):
     assert restored.dtype == key.dtype
 
 
+def test_like_with_prng_keys_restores_them_and_names_a_mismatch(tmp_path):
+    key = jax.random.key(42)
+    jlstm.save(tmp_path / "k.ckpt", {"rng": key})
+    restored = jlstm.load(tmp_path / "k.ckpt", like={"rng": jax.random.key(0)})["rng"]
+    np.testing.assert_array_equal(jax.random.key_data(restored), jax.random.key_data(key))
+    with pytest.raises(ValueError, match=r"params\['rng'\]: expected key<fry> \(2,\), got key<fry> \(\)"):
+        jlstm.load(tmp_path / "k.ckpt", like={"rng": jax.random.split(key)})
+
+
 class State(NamedTuple):
     step: jax.Array
     params: dict

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import count_scan_traces
+from helpers import count_scan_traces, reference
 from jax import lax
 from jax.custom_batching import custom_vmap
 from jax.experimental import rnn
@@ -44,9 +44,10 @@ class FakeCudnn:
     @staticmethod
     def reference(x, h0, c0, w, lengths, input_size, hidden_size, num_layers, dropout, bidirectional):
         w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(w, input_size, hidden_size, num_layers, bidirectional)
-        return LSTM_REF(
-            x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size, num_layers, dropout, bidirectional
-        )
+        with reference():  # JAX's reference LSTM stands in for cuDNN
+            return LSTM_REF(
+                x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size, num_layers, dropout, bidirectional
+            )
 
     def lstm_fwd(
         self, x, h0, c0, w, seq_lengths, input_size, hidden_size, num_layers, dropout, bidirectional, precision

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from helpers import reference
 
 import jlstm
 from jlstm._recurrent import dropout_masks
@@ -31,15 +32,17 @@ def test_dropout_matches_keras_with_the_same_masks(kind, dropout, recurrent_drop
 
     # The masks our apply drew (one direction: the first of the split keys), handed to Keras's cell.
     masks = dropout_masks(layer.spec, jax.random.split(key, 1)[0], B, F, np.float32)
-    klayer = theirs(U, **cfg)
-    klayer.build((None, T, F))
-    klayer.set_weights([np.asarray(params[k]) for k in ("kernel", "recurrent_kernel", "bias")])
     per_gate = recurrent_dropout > 0 and layer.spec.per_gate_dropout
-    if masks.inputs is not None:
-        klayer.cell._dropout_mask = list(masks.inputs) if per_gate else masks.inputs[0]
-    if masks.recurrent is not None:
-        klayer.cell._recurrent_dropout_mask = list(masks.recurrent) if per_gate else masks.recurrent[0]
-    np.testing.assert_allclose(out, klayer(x, training=True), atol=1e-5)
+    with reference():
+        klayer = theirs(U, **cfg)
+        klayer.build((None, T, F))
+        klayer.set_weights([np.asarray(params[k]) for k in ("kernel", "recurrent_kernel", "bias")])
+        if masks.inputs is not None:
+            klayer.cell._dropout_mask = list(masks.inputs) if per_gate else masks.inputs[0]
+        if masks.recurrent is not None:
+            klayer.cell._recurrent_dropout_mask = list(masks.recurrent) if per_gate else masks.recurrent[0]
+        theirs_out = np.asarray(klayer(x, training=True))
+    np.testing.assert_allclose(out, theirs_out, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -77,14 +80,6 @@ def test_masking_matches_keras(rng):
     x = np.random.default_rng(2).normal(size=(B, T, F)).astype(np.float32)
     x[0, 4:] = -1.0
     x[1, :2] = -1.0
-    kmodel = keras.Sequential(
-        [
-            keras.Input((T, F)),
-            keras.layers.Masking(-1.0),
-            keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True)),
-            keras.layers.LSTM(3),
-        ]
-    )
     weights = [
         np.asarray(w)
         for p in params[1:]
@@ -94,8 +89,18 @@ def test_masking_matches_keras(rng):
         )
         for w in (w["kernel"], w["recurrent_kernel"], w["bias"])
     ]
-    kmodel.set_weights(weights)
-    np.testing.assert_allclose(model.apply(params, x), kmodel(x), atol=1e-5)
+    with reference():
+        kmodel = keras.Sequential(
+            [
+                keras.Input((T, F)),
+                keras.layers.Masking(-1.0),
+                keras.layers.Bidirectional(keras.layers.LSTM(U, return_sequences=True)),
+                keras.layers.LSTM(3),
+            ]
+        )
+        kmodel.set_weights(weights)
+        theirs = np.asarray(kmodel(x))
+    np.testing.assert_allclose(model.apply(params, x), theirs, atol=1e-5)
     assert not np.allclose(model.apply(params, x), jlstm.Sequential(list(model.sublayers[1:])).apply(params[1:], x))
 
 
@@ -103,7 +108,9 @@ def test_dense_matches_keras(rng):
     layer = jlstm.Dense(3, activation="relu")
     _, params = layer.init(rng, (None, T, F))
     x = np.random.default_rng(3).normal(size=(B, T, F)).astype(np.float32)
-    klayer = keras.layers.Dense(3, activation="relu")
-    klayer.build((None, T, F))
-    klayer.set_weights([np.asarray(params["kernel"]), np.asarray(params["bias"])])
-    np.testing.assert_allclose(layer.apply(params, x), klayer(x), atol=1e-6)
+    with reference():
+        klayer = keras.layers.Dense(3, activation="relu")
+        klayer.build((None, T, F))
+        klayer.set_weights([np.asarray(params["kernel"]), np.asarray(params["bias"])])
+        theirs = np.asarray(klayer(x))
+    np.testing.assert_allclose(layer.apply(params, x), theirs, atol=1e-6)

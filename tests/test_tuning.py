@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import reference_optimizer
 
 import jlstm
 from jlstm import scan, train, tuning
@@ -259,7 +260,7 @@ def test_fit_repeats_bit_for_bit_with_a_warm_cache_and_with_tuning_off(tuned):
         trained, _ = train.fit(
             model,
             params,
-            optax.adam(1e-2),
+            reference_optimizer(optax.adam(1e-2)),
             (x, y),
             epochs=2,
             batch_size=8,

@@ -172,7 +172,7 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
     for bidirectional in directions:
         for remat in remat_options:
             options = {"remat": True} if remat else {}
-            stats = _lowered(shape, timesteps, bidirectional, True, **options).compile().memory_analysis()
+            stats = _memory_analysis(_lowered(shape, timesteps, bidirectional, True, **options).compile())
             rows.append(
                 {
                     "direction": "bi" if bidirectional else "uni",
@@ -187,10 +187,16 @@ def remat_memory(shape: Shape, directions: Sequence[bool], remat_options: Sequen
     return rows
 
 
-def _peak_bytes(stats: Any) -> int:
-    """What a compiled call holds at once, from its XLA memory analysis."""
+def _memory_analysis(compiled: Any) -> Any:
+    """A compiled call's XLA memory analysis; a RuntimeError on a backend without one."""
+    stats = compiled.memory_analysis()
     if stats is None:
         raise RuntimeError(f"bench: XLA has no memory analysis on the {jax.default_backend()} backend")
+    return stats
+
+
+def _peak_bytes(stats: Any) -> int:
+    """What a compiled call holds at once, from its XLA memory analysis."""
     return (
         stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
     )
@@ -236,7 +242,7 @@ def _run_remat(shape: Shape, timesteps: int, train: bool, repeats: int) -> tuple
     _, params = jlstm_layer(shape.units, False, remat=True).init(jax.random.key(0), input_shape)
     x = jnp.asarray(np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32))
     fastest = time_calls(lambda: jax.block_until_ready(compiled(params, x)), repeats).min_s
-    return fastest, _peak_bytes(compiled.memory_analysis())
+    return fastest, _peak_bytes(_memory_analysis(compiled))
 
 
 def tuned_forms(shape: Shape, bidirectional: bool) -> dict[str, Any]:

@@ -67,13 +67,13 @@ def layer_name(name: Any, type_name: str) -> str:
     return f"{type_name} {name or ''}".rstrip()
 
 
-def mask_value(value: Any, what: str) -> float:
+def mask_value(value: Any, what: str) -> int | float:
     """Masking's `mask_value`: a real number that equals itself (NaN would mask nothing)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{what}: expected a number as mask_value, got {value!r}")
     if value != value:  # NaN; np.isnan fails on ints beyond int64
         raise ValueError(f"{what}: expected a mask_value other than NaN (NaN equals nothing: no step would be masked)")
-    return value
+    return float(value) if isinstance(value, (float, np.floating)) else int(value)
 
 
 def initialized(value: Any, shape: tuple[int, ...], dtype: Any, what: str) -> jax.Array:
@@ -297,7 +297,7 @@ def param_tree(params: Any, expected: Mapping[str, tuple[int | None, ...]], what
 
 def prng_key(rng: Any, what: str) -> jax.Array:
     """A single JAX PRNG key: a typed key of shape (), or a raw uint32 key (jax.random.PRNGKey)."""
-    raw_shape = _raw_key_shape(jax.config.jax_default_prng_impl)
+    raw_shape = _raw_key_shape(jax.config.values["jax_default_prng_impl"])
     if isinstance(rng, jax.Array) and jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
         if rng.shape == ():
             return rng

@@ -91,7 +91,7 @@ def class_label_loss(loss: Loss) -> Loss:
     def declared(outputs: jax.Array, labels: jax.Array) -> jax.Array:
         return loss(outputs, labels)
 
-    declared.class_labels = True
+    declared.class_labels = True  # type: ignore[attr-defined]  # the mark `_is_class_label_loss` reads
     return declared
 
 
@@ -764,18 +764,23 @@ def fit(
         step, eval_step, train, validation, batch_size, _padded_size(batch_size, mesh), mesh, dropout, epochs, progress
     )
     params, opt_state = _replicate(state.params, mesh), _replicate(state.opt_state, mesh)
-    rng, history = state.rng, {k: list(v) for k, v in state.history.items()}
+    rng, stopped_at = state.rng, None
+    curves = {k: list(v) for k, v in state.history.items() if isinstance(v, list)}
     for epoch in range(state.epoch, epochs):
         rng, shuffle_key, dropout_key = jax.random.split(rng, 3)
         *trained, logs, stopped = _epoch(run, params, opt_state, epoch, shuffle_key, dropout_key)
         if stopped is not None:
             kept = f"the params of epoch {epoch}" if epoch else "the params it was given"
-            history[STOPPED] = f"{stopped}; fit returned {kept}"
-            warnings.warn(f"fit stopped at {history[STOPPED]}", DivergenceWarning, stacklevel=2)
+            stopped_at = f"{stopped}; fit returned {kept}"
+            warnings.warn(f"fit stopped at {stopped_at}", DivergenceWarning, stacklevel=2)
             break
         params, opt_state = trained
         for k, v in logs.items():
-            history.setdefault(k, []).append(v)
+            curves.setdefault(k, []).append(v)
         if checkpoint_to is not None:
-            save(checkpoint_to, TrainState(*_local_replica((params, opt_state)), epoch + 1, rng, history))
+            local_params, local_opt_state = _local_replica((params, opt_state))
+            save(checkpoint_to, TrainState(local_params, local_opt_state, epoch + 1, rng, dict(curves)))
+    history: History = dict(curves)
+    if stopped_at is not None:
+        history[STOPPED] = stopped_at
     return params, history

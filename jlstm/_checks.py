@@ -227,7 +227,7 @@ def sequence_mask(mask: Any, lengths: Any, batch: int, timesteps: int, what: str
         if lengths.shape != (batch,) or not jnp.issubdtype(lengths.dtype, jnp.integer):
             raise ValueError(f"{what}: expected lengths as int ({batch},), got {lengths.dtype} {tuple(lengths.shape)}")
         values_within(lengths, 0, timesteps, f"lengths in [0, {timesteps}] (the timesteps)", "lengths", what)
-        return jnp.arange(timesteps)[None, :] < jnp.asarray(lengths)[:, None]
+        return jnp.arange(timesteps)[None, :] < jnp.asarray(lengths, jnp.int32)[:, None]
     if mask is None:
         return None
     mask = numeric(mask, f"{what} mask")

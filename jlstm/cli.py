@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from jlstm._checks import MAX_SIZE, MAX_SIZE_TEXT
 from jlstm.combinators import MERGE_MODES, Bidirectional
@@ -192,8 +192,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (exit 2): the message and where help is, not the
+    usage block, which hides the message on a narrow terminal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jlstm", description="A functional LSTM library for JAX.")
+    parser = _Parser(prog="jlstm", description="A functional LSTM library for JAX.")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser(
         "summary",

@@ -505,7 +505,11 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
 
     def timestep_mask(inputs: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         del mask  # Keras's Masking replaces any incoming mask
-        return jnp.any(jnp.asarray(inputs) != mask_value, axis=-1)
+        x = jnp.asarray(inputs)
+        # JAX's standard promotion spelled out, so that strict promotion takes it: an int or
+        # bool x meets the float mask_value in the default float
+        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.result_type(float)
+        return jnp.any(x.astype(dtype) != jnp.asarray(mask_value, dtype), axis=-1)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
         _checks.prng_key(rng, f"{what} init")  # unused, but every init takes a key
@@ -522,6 +526,6 @@ def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
             raise ValueError(
                 f"{what}: expected inputs of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
             )
-        return jnp.where(timestep_mask(x)[..., None], x, 0).astype(x.dtype)
+        return jnp.where(timestep_mask(x)[..., None], x, jnp.zeros_like(x))
 
     return Layer(init, as_apply_fn(apply), "Masking", name, {"mask_value": mask_value}, compute_mask=timestep_mask)

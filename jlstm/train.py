@@ -255,7 +255,10 @@ def make_step(
     @jax.jit
     def step(params, opt_state, x, y, mask=None, weight=None, rng=None):
         grads, means = jax.grad(objective, has_aux=True)(params, x, y, mask, weight, rng)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        # optax is not written for strict promotion (adam raises a float to its int32 step
+        # count), so its update runs under JAX's defaults whatever promotion the caller set.
+        with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, means
 
     def checked_step(params, opt_state, x, y, mask=None, weight=None, rng=None):

@@ -18,12 +18,13 @@ jax.config.update("jax_default_matmul_precision", "highest")
 # jax_numpy_rank_promotion="raise" and jax_numpy_dtype_promotion="strict", so that jlstm never
 # leans on implicit broadcasting across ranks ((B, N) + (N,)) or implicit dtype promotion
 # (float32 * bool). The libraries the tests compare with or train through (Keras, Flax, stax,
-# jax.experimental.rnn's reference LSTM, optax) are not written for that: their calls run
-# inside helpers.reference() (an optimizer: helpers.reference_optimizer), which restores JAX's
-# defaults for that block. The reverse, defaults with jlstm's calls wrapped, would wrap far
-# more calls. The setting is global (threads, such as the tuner's compile pool, see it) but
-# made per test and undone after, so that the docstring examples under jlstm/ (some call
-# Keras or Flax) run as a user runs them, with JAX's defaults.
+# jax.experimental.rnn's reference LSTM) are not written for that: their calls run inside
+# helpers.reference(), which restores JAX's defaults for that block (jlstm's train step does the
+# same around optax's update itself, as users with strict promotion need it too). The reverse,
+# defaults with jlstm's calls wrapped, would wrap far more calls. The setting is global
+# (threads, such as the tuner's compile pool, see it) but made per test and undone after, so
+# that the docstring examples under jlstm/ (some call Keras or Flax) run as a user runs them,
+# with JAX's defaults.
 STRICT_PROMOTION = {"jax_numpy_rank_promotion": "raise", "jax_numpy_dtype_promotion": "strict"}
 # TODO: the interop tests are being extended on a branch; after the merge, wrap their Keras
 # and Flax calls (to_keras's too: it builds Keras layers) in helpers.reference() and drop this.

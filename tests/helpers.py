@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import jax
 import numpy as np
-import optax
 
 from jlstm import scan, train
 
@@ -17,21 +16,6 @@ def reference() -> Iterator[None]:
     inside the tests' strict session (conftest.py says why)."""
     with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
         yield
-
-
-def reference_optimizer(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
-    """`optimizer` with its init and update run inside `reference()`: optax is not written
-    for strict promotion (adam's bias correction raises a float to its int32 step count)."""
-
-    def init(params):
-        with reference():
-            return optimizer.init(params)
-
-    def update(updates, state, params=None):
-        with reference():
-            return optimizer.update(updates, state, params)
-
-    return optax.GradientTransformation(init, update)
 
 
 def count_scan_traces(monkeypatch) -> list:

@@ -97,7 +97,7 @@ CELLS = {
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
     kind=st.sampled_from(list(CELLS)),
     features=st.integers(1, 64),

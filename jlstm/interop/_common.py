@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.tree_util import PyTreeDef
 
 from jlstm.layers import Layer, Params
 from jlstm.summary import abstract_init
@@ -37,6 +38,9 @@ def _abstract_params(layer: Layer, features: int) -> Params:
 def _check_params(layer: Layer, params: Params, features: int, what: str) -> None:
     """Params must have the tree and shapes `layer.init` makes (nothing is allocated)."""
     want = _abstract_params(layer, features)
+    # jax.tree_util's public name: mypy cannot compare jaxlib's PyTreeDef, which has no stubs
+    want_def: PyTreeDef
+    got_def: PyTreeDef
     want_leaves, want_def = jax.tree_util.tree_flatten_with_path(want)
     got_leaves, got_def = jax.tree_util.tree_flatten_with_path(params)
     if want_def != got_def:

@@ -128,7 +128,7 @@ def _check_keras_chain(model: Any, layers: list[Any], what: str) -> None:
     tensors = list(model.inputs)
     for kl in layers:
         nodes = kl._inbound_nodes
-        args = nodes[0].arguments.args if len(nodes) == 1 else ()
+        args: tuple[Any, ...] = nodes[0].arguments.args if len(nodes) == 1 else ()
         if len(tensors) != 1 or len(args) != 1 or args[0] is not tensors[0]:
             raise ValueError(
                 f"{what}: expected a chain of layers, each called once on the previous "

@@ -191,6 +191,8 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
     if len({len(spec) for spec in specs}) > 1:
         raise ValueError(f"{what}: expected all layers Bidirectional or none")
     type_name = types[0]
+    activation = _activation_name(first["activation"], _TORCH_KINDS[type_name].activations["activation"])
+    assert activation is not None  # one of torch's: _check_torch_direction checked it
     config = _TorchConfig(
         type_name=type_name,
         input_size=_input_features(params, what),
@@ -199,9 +201,9 @@ def _torch_slots(layer: Layer, params: Params, what: str) -> tuple[_TorchConfig,
         bias=bool(first["use_bias"]),
         dropout=rates.pop() if rates else 0.0,
         bidirectional=len(specs[0]) == 2,
-        activation=_activation_name(first["activation"], _TORCH_KINDS[type_name].activations["activation"]),
+        activation=activation,
     )
-    slots = []
+    slots: list[tuple[int, str, Path]] = []
     for k, (i, _) in enumerate(recurrent):
         if config.bidirectional:
             slots += [(k, "", (i, "forward")), (k, "_reverse", (i, "backward"))]
@@ -314,8 +316,8 @@ def to_torch(layer: Layer, params: Params) -> Any:
     _check_params(layer, params, config.input_size, what)
     module = _torch_module(torch, config)
     leaves = _leaf_params(layer, params)
-    order = np.argsort(_TORCH_KINDS[config.type_name].order)  # Keras's gate blocks in torch's order
-    state = {}
+    order = np.argsort(_TORCH_KINDS[config.type_name].order).tolist()  # Keras's gate blocks in torch's order
+    state: dict[str, np.ndarray] = {}
     for k, suffix, path in slots:
         state |= _to_torch_direction(_get(leaves, path), _torch_names(k, suffix), order)
     module.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})

@@ -20,22 +20,17 @@ jax.config.update("jax_default_matmul_precision", "highest")
 # (float32 * bool). The libraries the tests compare with or train through (Keras, Flax, stax,
 # jax.experimental.rnn's reference LSTM) are not written for that: their calls run inside
 # helpers.reference(), which restores JAX's defaults for that block (jlstm's train step does the
-# same around optax's update itself, as users with strict promotion need it too). The reverse,
-# defaults with jlstm's calls wrapped, would wrap far more calls. The setting is global
+# same around optax's update itself, and to_keras around Keras's layer building, as users with
+# strict promotion need it too). The reverse, defaults with jlstm's calls wrapped, would wrap
+# far more calls. The setting is global
 # (threads, such as the tuner's compile pool, see it) but made per test and undone after, so
 # that the docstring examples under jlstm/ (some call Keras or Flax) run as a user runs them,
 # with JAX's defaults.
 STRICT_PROMOTION = {"jax_numpy_rank_promotion": "raise", "jax_numpy_dtype_promotion": "strict"}
-# TODO: the interop tests are being extended on a branch; after the merge, wrap their Keras
-# and Flax calls (to_keras's too: it builds Keras layers) in helpers.reference() and drop this.
-DEFAULT_PROMOTION_MODULES = ("test_interop_flax", "test_interop_keras")
 
 
 @pytest.fixture(autouse=True)
-def strict_promotion(request):
-    if request.module.__name__ in DEFAULT_PROMOTION_MODULES:
-        yield
-        return
+def strict_promotion():
     before = {name: jax.config.values[name] for name in STRICT_PROMOTION}
     for name, value in STRICT_PROMOTION.items():
         jax.config.update(name, value)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import B, F, T, U, close, data, jitter, readme_param_counts
+from helpers import B, F, T, U, close, data, jitter, readme_param_counts, reference
 
 import jlstm
 from jlstm import interop
@@ -26,10 +26,26 @@ def padded(seed=0):
 def randomize(kmodel, seed=0):
     """Non-trivial weights everywhere (Keras initialises biases to zeros)."""
     r = np.random.default_rng(seed)
-    kmodel.set_weights([r.normal(scale=0.5, size=w.shape).astype(np.float32) for w in kmodel.get_weights()])
+    with reference():
+        kmodel.set_weights([r.normal(scale=0.5, size=w.shape).astype(np.float32) for w in kmodel.get_weights()])
     return kmodel
 
 
+def built(klayer, shape=(None, T, F)):
+    """`klayer` built for `shape` (Keras's initializers run, under JAX's default promotion)."""
+    with reference():
+        klayer.build(shape)
+    return klayer
+
+
+def keras_out(kmodel, x, **kwargs):
+    """Keras's outputs for `x`, as NumPy arrays (a list for several)."""
+    with reference():
+        out = kmodel(x, **kwargs)
+        return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
+
+
+@reference()
 def keras_stack():
     return keras.Sequential(
         [
@@ -61,37 +77,39 @@ def test_keras_sequential_with_masking_matches():
     assert lstm.config["unroll"] == 1 and bi2.config["layer"].config["activation"] == "relu"
     assert jlstm.count_params(params) == kmodel.count_params()
     x = padded()
-    close(layer.apply(params, x), kmodel(x))
+    close(layer.apply(params, x), keras_out(kmodel, x))
     table = jlstm.summary(layer, (None, T, F))
     assert f"Total params: {kmodel.count_params():,}" in table
 
 
 def test_keras_gru_and_simple_rnn_sequential_matches():
-    kmodel = keras.Sequential(
-        [
-            keras.Input((T, F)),
-            keras.layers.Masking(0.0),
-            keras.layers.GRU(U, return_sequences=True, reset_after=False),
-            keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True, activation="relu")),
-            keras.layers.GRU(2, recurrent_dropout=0.1),
-        ]
-    )
+    with reference():
+        kmodel = keras.Sequential(
+            [
+                keras.Input((T, F)),
+                keras.layers.Masking(0.0),
+                keras.layers.GRU(U, return_sequences=True, reset_after=False),
+                keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True, activation="relu")),
+                keras.layers.GRU(2, recurrent_dropout=0.1),
+            ]
+        )
     randomize(kmodel, seed=5)
     layer, params = interop.from_keras(kmodel)
     assert [sub.type_name for sub in layer.sublayers] == ["Masking", "GRU", "Bidirectional", "GRU"]
     assert layer.sublayers[1].config["reset_after"] is False and layer.sublayers[3].config["reset_after"] is True
     assert jlstm.count_params(params) == kmodel.count_params()
-    close(layer.apply(params, padded(5)), kmodel(padded(5)))
+    close(layer.apply(params, padded(5)), keras_out(kmodel, padded(5)))
 
 
 def test_keras_functional_chain_matches():
-    inp = keras.Input((T, F))
-    h = keras.layers.LSTM(U, return_sequences=True, go_backwards=True)(keras.layers.Masking(0.0)(inp))
-    out = keras.layers.Dense(3, activation="tanh")(keras.layers.LSTM(4)(h))
-    kmodel = randomize(keras.Model(inp, out), seed=1)
+    with reference():
+        inp = keras.Input((T, F))
+        h = keras.layers.LSTM(U, return_sequences=True, go_backwards=True)(keras.layers.Masking(0.0)(inp))
+        out = keras.layers.Dense(3, activation="tanh")(keras.layers.LSTM(4)(h))
+        kmodel = randomize(keras.Model(inp, out), seed=1)
     layer, params = interop.from_keras(kmodel)
     assert layer.type_name == "Sequential" and len(layer.sublayers) == 4
-    close(layer.apply(params, padded(1)), kmodel(padded(1)))
+    close(layer.apply(params, padded(1)), keras_out(kmodel, padded(1)))
 
 
 @pytest.mark.parametrize(
@@ -140,13 +158,11 @@ def test_keras_functional_chain_matches():
     ],
 )
 def test_keras_single_layers_match(make):
-    klayer = make()
-    klayer.build((None, T, F))
-    randomize(klayer, seed=2)
+    klayer = randomize(built(make()), seed=2)
     layer, params = interop.from_keras(klayer)
     assert layer.type_name == type(klayer).__name__
     x, mask = data(2), np.arange(T)[None, :] < np.array([T, 3, 1])[:, None]
-    close(layer.apply(params, x, mask=mask), klayer(x, mask=mask))
+    close(layer.apply(params, x, mask=mask), keras_out(klayer, x, mask=mask))
 
 
 def test_keras_config_maps_to_jlstm_arguments():
@@ -159,15 +175,13 @@ def test_keras_config_maps_to_jlstm_arguments():
         name="enc",
         use_cudnn=False,
     )
-    klayer.build((None, T, F))
-    layer, params = interop.from_keras(klayer)
+    layer, params = interop.from_keras(built(klayer))
     cfg = layer.config
     assert (cfg["unroll"], cfg["unit_forget_bias"], cfg["name"]) == (True, False, "enc")
     assert (cfg["kernel_initializer"], cfg["recurrent_initializer"]) == ("he_normal", "zeros")
     assert cfg["use_cudnn"] is False and interop.to_keras(layer, params).use_cudnn is False
     gru = keras.layers.GRU(U, reset_after=False, use_cudnn=False, unroll=True, kernel_initializer="orthogonal")
-    gru.build((None, T, F))
-    layer, params = interop.from_keras(gru)
+    layer, params = interop.from_keras(built(gru))
     cfg = layer.config
     assert (cfg["reset_after"], cfg["use_cudnn"], cfg["unroll"], cfg["kernel_initializer"]) == (
         False,
@@ -188,19 +202,19 @@ def test_param_counts_in_readme():
         "SimpleRNN": (keras.layers.SimpleRNN(5), jlstm.SimpleRNN(5)),
     }
     for klayer, _ in layers.values():
-        klayer.build((None, None, 3))
+        built(klayer, (None, None, 3))
     assert {name: k.count_params() for name, (k, _) in layers.items()} == readme_param_counts("Keras 3")
     ours = {name: jlstm.count_params(layer, (None, 7, 3)) for name, (_, layer) in layers.items()}
     assert ours == readme_param_counts("jlstm")
 
 
 def test_keras_bidirectional_keeps_a_custom_backward_layer_only_when_custom():
-    plain = keras.layers.Bidirectional(keras.layers.LSTM(U))
-    plain.build((None, T, F))
-    custom = keras.layers.Bidirectional(
-        keras.layers.LSTM(U), backward_layer=keras.layers.LSTM(U, go_backwards=True, dropout=0.5)
+    plain = built(keras.layers.Bidirectional(keras.layers.LSTM(U)))
+    custom = built(
+        keras.layers.Bidirectional(
+            keras.layers.LSTM(U), backward_layer=keras.layers.LSTM(U, go_backwards=True, dropout=0.5)
+        )
     )
-    custom.build((None, T, F))
     assert interop.from_keras(plain)[0].config["backward_layer"] is None
     assert interop.from_keras(custom)[0].config["backward_layer"].config["dropout"] == 0.5
 
@@ -223,7 +237,7 @@ def test_to_keras_round_trip():
     assert isinstance(kmodel, keras.Sequential)
     assert kmodel.count_params() == jlstm.count_params(params)
     x = padded(3)
-    close(model.apply(params, x), kmodel(x))
+    close(model.apply(params, x), keras_out(kmodel, x))
     back, back_params = interop.from_keras(kmodel)
     jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, params)
     close(back.apply(back_params, x), model.apply(params, x))
@@ -246,7 +260,7 @@ def test_to_keras_round_trip_gru_and_simple_rnn():
     kmodel = interop.to_keras(model, params)
     assert kmodel.count_params() == jlstm.count_params(params)
     x = padded(6)
-    close(model.apply(params, x), kmodel(x))
+    close(model.apply(params, x), keras_out(kmodel, x))
     back, back_params = interop.from_keras(kmodel)
     jax.tree_util.tree_map(np.testing.assert_array_equal, back_params, params)
     assert back.sublayers[2].config["backward_layer"].type_name == "SimpleRNN"
@@ -257,19 +271,11 @@ def test_to_keras_single_layer():
     _, params = layer.init(jax.random.key(1), (None, T, F))
     klayer = interop.to_keras(layer, params)
     assert isinstance(klayer, keras.layers.Bidirectional)
-    close(layer.apply(params, data(4)), klayer(data(4)))
+    close(layer.apply(params, data(4)), keras_out(klayer, data(4)))
 
 
 @pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`")
 def test_from_keras_rejects_unsupported():
-    def built(klayer):
-        klayer.build((None, T, F))
-        return klayer
-
-    def built_with_batch(klayer):
-        klayer.build((B, T, F))
-        return klayer
-
     def my_activation(x):
         return x
 
@@ -287,8 +293,8 @@ def test_from_keras_rejects_unsupported():
             TypeError,
             "expected an LSTM, GRU or SimpleRNN as forward_layer, got RNN",
         ),
-        (built_with_batch(keras.layers.LSTM(U, stateful=True)), ValueError, "stateful=True is not supported"),
-        (built_with_batch(keras.layers.GRU(U, stateful=True)), ValueError, "GRU .*stateful=True is not supported"),
+        (built(keras.layers.LSTM(U, stateful=True), (B, T, F)), ValueError, "stateful=True is not supported"),
+        (built(keras.layers.GRU(U, stateful=True), (B, T, F)), ValueError, "GRU .*stateful=True is not supported"),
         (built(keras.layers.SimpleRNN(U, stateful=False, activation=my_activation)), ValueError, "'my_activation'"),
         (built(keras.layers.GRU(U, recurrent_activation=my_activation)), ValueError, "recurrent_activation: expected"),
         (built(keras.layers.SimpleRNN(U, zero_output_for_mask=True)), ValueError, "zero_output_for_mask=True"),
@@ -304,15 +310,16 @@ def test_from_keras_rejects_unsupported():
     ]
     for obj, error, message in cases:
         if isinstance(obj, keras.layers.Dropout):
-            obj.build((None, T, F))
+            built(obj)
         with pytest.raises(error, match=message):
             interop.from_keras(obj)
 
 
 def test_from_keras_rejects_a_model_that_is_not_a_chain():
-    inp = keras.Input((T, F))
-    a, b = keras.layers.LSTM(U)(inp), keras.layers.LSTM(U)(inp)
-    branched = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
+    with reference():
+        inp = keras.Input((T, F))
+        a, b = keras.layers.LSTM(U)(inp), keras.layers.LSTM(U)(inp)
+        branched = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Concatenate()([a, b])))
     with pytest.raises(ValueError, match="expected a chain of layers"):
         interop.from_keras(branched)
 
@@ -322,9 +329,10 @@ def test_from_keras_rejects_a_model_that_is_not_a_chain():
 
     with pytest.raises(TypeError, match="expected a Sequential or functional model, got a Subclassed"):
         interop.from_keras(Subclassed())
-    one = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U)])
+    with reference():
+        one = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(U)])
+        generic = keras.Sequential([keras.Input((T, F)), keras.layers.RNN(keras.layers.SimpleRNNCell(U))])
     assert interop.from_keras(one)[0].type_name == "Sequential"  # a model stays a model
-    generic = keras.Sequential([keras.Input((T, F)), keras.layers.RNN(keras.layers.SimpleRNNCell(U))])
     with pytest.raises(TypeError, match="RNN .*unsupported layer"):
         interop.from_keras(generic)
 

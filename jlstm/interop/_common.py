@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -12,6 +14,15 @@ from jlstm.layers import Layer, Params
 from jlstm.summary import abstract_init
 
 Path = tuple[Any, ...]
+
+
+@contextlib.contextmanager
+def _default_promotion() -> Iterator[None]:
+    """JAX's default rank and dtype promotion for the other library's code (Keras building its
+    layers, Flax's math): it is not written for strict promotion, and a user who sets strict
+    promotion globally must still be able to convert. jlstm's own math stays outside."""
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        yield
 
 
 def _get(tree: Any, path: Path) -> Any:

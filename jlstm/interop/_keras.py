@@ -15,6 +15,7 @@ from jlstm.initializers import INITIALIZERS
 from jlstm.interop._common import (
     Path,
     _check_params,
+    _default_promotion,
     _get,
     _input_features,
     _leaf_layers,
@@ -225,7 +226,8 @@ def _from_keras_layer(kl: Any, keras: Any) -> tuple[Layer, Params]:
         raise ValueError(f"{what}: expected the float32 dtype policy, got {policy!r}")
     layer = _jlstm_from_keras(kl, keras, what)
     params: Params = {}
-    weights = kl.get_weights()
+    with _default_promotion():
+        weights = kl.get_weights()
     paths = _keras_weight_paths(layer)
     if len(weights) != len(paths):
         raise ValueError(f"{what}: expected {len(paths)} weights, got {len(weights)}")
@@ -269,14 +271,15 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
     features = _input_features(params, what)
     _check_params(layer, params, features, what)
     leaves = list(zip(_leaf_layers(layer), _leaf_params(layer, params)))
-    klayers = [_to_keras_layer(sub, keras) for sub, _ in leaves]
-    if layer.type_name == "Sequential":
-        model = keras.Sequential([keras.Input((timesteps, features))] + klayers, name=layer.name)
-    else:
-        model = klayers[0]
-        model.build((None, timesteps, features))
-    for klayer, (sub, p) in zip(klayers, leaves):
-        klayer.set_weights([np.asarray(_get(p, path), np.float32) for path in _keras_weight_paths(sub)])
+    with _default_promotion():  # Keras builds its layers (its initializers run)
+        klayers = [_to_keras_layer(sub, keras) for sub, _ in leaves]
+        if layer.type_name == "Sequential":
+            model = keras.Sequential([keras.Input((timesteps, features))] + klayers, name=layer.name)
+        else:
+            model = klayers[0]
+            model.build((None, timesteps, features))
+        for klayer, (sub, p) in zip(klayers, leaves):
+            klayer.set_weights([np.asarray(_get(p, path), np.float32) for path in _keras_weight_paths(sub)])
     return model
 
 

@@ -183,3 +183,80 @@ def test_to_torch_rejects_what_torch_cannot_hold(make, error, message):
     _, params = layer.init(jax.random.key(0), (None, T, F))
     with pytest.raises(error, match=message):
         interop.to_torch(layer, params)
+
+
+def torch_with_states(module, x, hx):
+    """torch's (outputs, final states) for batch-major `x` and initial states `hx` (None: zeros)."""
+    with torch.no_grad():
+        xt = torch.from_numpy(x if module.batch_first else np.swapaxes(x, 0, 1).copy())
+        hx = None if hx is None else jax.tree_util.tree_map(torch.from_numpy, hx)
+        y, state = module(xt, hx)
+    y = y.numpy() if module.batch_first else np.swapaxes(y.numpy(), 0, 1)
+    return y, jax.tree_util.tree_map(lambda s: s.numpy(), state)
+
+
+@pytest.mark.parametrize(
+    "module_type,num_layers,bidirectional,batch_first",
+    [
+        ("LSTM", 2, False, True),
+        ("LSTM", 2, True, False),
+        ("GRU", 2, False, False),
+        ("GRU", 2, True, True),
+        ("RNN", 2, True, True),
+        ("LSTM", 1, False, True),
+    ],
+)
+def test_from_torch_states_in_torch_layout(module_type, num_layers, bidirectional, batch_first):
+    torch.manual_seed(1)
+    module = getattr(torch.nn, module_type)(
+        F, U, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first
+    ).eval()
+    layer, params = interop.from_torch(module)
+    r, x = np.random.default_rng(2), data(16)
+    shape = (num_layers * (2 if bidirectional else 1), x.shape[0], U)
+    h0, c0 = (r.normal(size=shape).astype(np.float32) for _ in range(2))
+    hx = (h0, c0) if module_type == "LSTM" else h0
+    y, state = layer.apply(params, x, initial_state=hx, return_state=True)
+    y_torch, state_torch = torch_with_states(module, x, hx)
+    close(y, y_torch)
+    close(state, state_torch)  # (h_n, c_n) for an LSTM, h_n else, row layer * num_directions + direction
+    close(layer.apply(params, x, initial_state=hx), y_torch)  # the outputs alone without return_state
+    zeros = jax.jit(layer.apply, static_argnames="return_state")(params, x, return_state=True)
+    close(zeros[1], torch_with_states(module, x, None)[1])  # no initial_state: zeros, as torch's
+
+
+def test_from_torch_states_through_dropout():
+    """Between layers, Dropout draws the same masks with states as without."""
+    module = torch.nn.GRU(F, U, num_layers=3, dropout=0.5, batch_first=True)
+    layer, params = interop.from_torch(module)
+    x, key = data(17), jax.random.key(3)
+    y, h_n = layer.apply(params, x, return_state=True, training=True, rng=key)
+    close(y, layer.apply(params, x, training=True, rng=key))
+    assert h_n.shape == (3, x.shape[0], U)
+
+
+@pytest.mark.parametrize(
+    "module_type,bidirectional,initial_state,message",
+    [
+        ("LSTM", True, lambda s: s, r"expected initial_state as the pair \(h0, c0\), in torch's layout, got ndarray"),
+        ("LSTM", False, lambda s: (s, s, s), r"as the pair \(h0, c0\), .*got tuple of 3"),
+        ("GRU", False, lambda s: (s, s), r"expected initial_state as h0 or \(h0,\), in torch's layout, got tuple of 2"),
+        (
+            "LSTM",
+            False,
+            lambda s: (s[0], s[0]),
+            r"Sequential \(from nn.LSTM\): expected initial_state h0 of shape \(num_layers \* num_directions, "
+            r"batch, hidden_size\) = \(2, 3, 5\), got \(3, 5\)",
+        ),
+        ("RNN", True, lambda s: s, r"initial_state h0 of shape .* = \(4, 3, 5\), got \(2, 3, 5\)"),
+        ("GRU", False, lambda s: s[:, :2], r"= \(2, 3, 5\), got \(2, 2, 5\)"),
+    ],
+)
+def test_from_torch_rejects_states_torch_would(module_type, bidirectional, initial_state, message):
+    module = getattr(torch.nn, module_type)(F, U, num_layers=2, bidirectional=bidirectional, batch_first=True)
+    layer, params = interop.from_torch(module)
+    states = np.zeros((2, data().shape[0], U), np.float32)
+    with pytest.raises(ValueError, match=message):
+        layer.apply(params, data(), initial_state=initial_state(states))
+    with pytest.raises(TypeError, match=r"return_state: expected True or False, got 1"):
+        layer.apply(params, data(), return_state=1)

@@ -3,6 +3,7 @@ torch is imported on first use."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jlstm import _checks
 from jlstm.activations import get_activation
 from jlstm.combinators import Bidirectional, Sequential
 from jlstm.interop._common import (
@@ -22,7 +24,7 @@ from jlstm.interop._common import (
     _leaf_params,
     _replace,
 )
-from jlstm.layers import RECURRENT, Dropout, Layer, Params
+from jlstm.layers import RECURRENT, Dropout, Layer, Params, as_apply_fn
 
 
 class _TorchKind(NamedTuple):
@@ -130,10 +132,16 @@ def _to_torch_direction(
     return state
 
 
-def _torch_stack(cfg: _TorchConfig) -> Layer:
+def _torch_stack(cfg: _TorchConfig, *, return_state: bool = False) -> Layer:
     def recurrent() -> Layer:
         make = RECURRENT[cfg.type_name]
-        return make(cfg.hidden_size, return_sequences=True, use_bias=cfg.bias, activation=cfg.activation)
+        return make(
+            cfg.hidden_size,
+            return_sequences=True,
+            return_state=return_state,
+            use_bias=cfg.bias,
+            activation=cfg.activation,
+        )
 
     layers = []
     for k in range(cfg.num_layers):
@@ -141,6 +149,80 @@ def _torch_stack(cfg: _TorchConfig) -> Layer:
             layers.append(Dropout(cfg.dropout))
         layers.append(Bidirectional(recurrent()) if cfg.bidirectional else recurrent())
     return layers[0] if len(layers) == 1 else Sequential(layers)
+
+
+def _with_torch_states(layer: Layer, cfg: _TorchConfig) -> Layer:
+    """`layer` (`_torch_stack(cfg)`) whose `apply` also takes `initial_state` and `return_state`
+    in torch's layout: per state (h, and c for an LSTM) one (num_layers * num_directions, B, U)
+    array, entry `k * num_directions + d` layer k's direction d (0 forward, 1 backward)."""
+    stateful = _leaf_layers(_torch_stack(cfg, return_state=True))  # the same layers, returning states
+    directions = 2 if cfg.bidirectional else 1
+    rows = cfg.num_layers * directions
+    names = ("h0", "c0") if cfg.type_name == "LSTM" else ("h0",)
+    what = f"{_checks.layer_name(layer.name, layer.type_name)} (from nn.{_TORCH_KINDS[cfg.type_name].module})"
+    expected = "the pair (h0, c0)" if len(names) == 2 else "h0 or (h0,)"
+
+    def torch_states(initial_state: Any, batch: int) -> list[jax.Array]:
+        if len(names) == 1 and not isinstance(initial_state, (list, tuple)):
+            initial_state = (initial_state,)
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != len(names):
+            got = type(initial_state).__name__
+            got += f" of {len(initial_state)}" if isinstance(initial_state, (list, tuple)) else ""
+            raise ValueError(f"{what}: expected initial_state as {expected}, in torch's layout, got {got}")
+        shape = (rows, batch, cfg.hidden_size)
+        states = []
+        for name, s in zip(names, initial_state):
+            s = _checks.numeric(s, f"{what} initial_state {name}")
+            if s.shape != shape:
+                raise ValueError(
+                    f"{what}: expected initial_state {name} of shape (num_layers * num_directions, batch, "
+                    f"hidden_size) = {shape}, got {tuple(s.shape)}"
+                )
+            states.append(jnp.asarray(s))
+        return states
+
+    def apply(
+        params: Params,
+        inputs: Any,
+        *,
+        mask: Any = None,
+        lengths: Any = None,
+        initial_state: Any = None,
+        return_state: bool = False,
+        training: bool = False,
+        rng: jax.Array | None = None,
+    ) -> Any:
+        if not _checks.flag(return_state, f"{what} return_state") and initial_state is None:
+            return layer.apply(params, inputs, mask=mask, lengths=lengths, training=training, rng=rng)
+        x = _checks.numeric(inputs, f"{what} inputs")
+        if x.ndim != 3:
+            raise ValueError(f"{what}: expected inputs of rank 3 (batch, timesteps, features), got {tuple(x.shape)}")
+        states = None if initial_state is None else torch_states(initial_state, x.shape[0])
+        stack = [params] if len(stateful) == 1 else params
+        if not isinstance(stack, (tuple, list)) or len(stack) != len(stateful):
+            raise ValueError(f"{what}: expected params as a tuple of {len(stateful)}, got {type(params).__name__}")
+        # a key per layer, as Sequential splits it (only Dropout layers draw)
+        n = len(stateful)
+        keys = [None] * n if rng is None else list(jax.random.split(_checks.prng_key(rng, what), n))
+        finals: list[list[jax.Array]] = []  # per torch layer, its directions' final states in a row
+        for sub, p, key in zip(stateful, stack, keys):
+            if sub.type_name == "Dropout":
+                x = sub.apply(p, x, training=training, rng=key)
+                continue
+            k = len(finals)
+            start = None if states is None else [s[k * directions + d] for d in range(directions) for s in states]
+            x, *final = sub.apply(p, x, mask=mask, lengths=lengths, initial_state=start, training=training, rng=key)
+            finals.append(final)
+        if not return_state:
+            return x
+        # direction d's j-th state is final[d * len(names) + j]: torch's rows are layer-major
+        out = [
+            jnp.stack([final[d * len(names) + j] for final in finals for d in range(directions)])
+            for j in range(len(names))
+        ]
+        return x, (tuple(out) if len(names) == 2 else out[0])
+
+    return dataclasses.replace(layer, apply=as_apply_fn(apply))
 
 
 # A direction of a recurrent layer: its type name, its config, and the go_backwards torch runs it with.
@@ -266,13 +348,30 @@ def from_torch(module: Any) -> tuple[Layer, Params]:
     The jlstm layer always takes batch-major inputs (batch, time, features): for a module
     with `batch_first=False`, pass it `x.transpose(0, 1)`. proj_size > 0 is a ValueError.
 
-    >>> import torch
+    States go in and out as torch has them: the layer's `apply` also takes
+    `initial_state=(h0, c0)` for an LSTM, `h0` for a GRU or RNN, and `return_state=True`
+    (static under `jax.jit`) returns `(outputs, (h_n, c_n))`, or `(outputs, h_n)`, as
+    `module(x, hx)` does. Each state is (num_layers * num_directions, batch, hidden_size),
+    row `layer * num_directions + direction` (direction 1 the backward one), for a one-layer
+    module too: (1, batch, hidden_size), not a jlstm LSTM's (batch, hidden_size). A call
+    without either is the layer's own, as above. A wrong arity or shape is a ValueError
+    naming the shape torch's layout needs.
+
+    >>> import numpy as np, torch
     >>> layer, params = from_torch(torch.nn.LSTM(3, 5, bidirectional=True))
     >>> layer.type_name, sorted(params)
     ('Bidirectional', ['backward', 'forward'])
     >>> layer, params = from_torch(torch.nn.GRU(3, 5))
     >>> layer.config["reset_after"], params["bias"].shape
     (True, (2, 15))
+    >>> module = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True)
+    >>> layer, params = from_torch(module)
+    >>> x, h0, c0 = torch.randn(2, 7, 3), torch.randn(4, 2, 5), torch.randn(4, 2, 5)
+    >>> y, (h_n, c_n) = layer.apply(params, x, initial_state=(h0, c0), return_state=True)
+    >>> with torch.no_grad():
+    ...     y_torch, (h_torch, c_torch) = module(x, (h0, c0))
+    >>> h_n.shape, bool(np.allclose(h_n, h_torch, atol=1e-5) and np.allclose(c_n, c_torch, atol=1e-5))
+    ((4, 2, 5), True)
     """
     import torch
 
@@ -285,7 +384,7 @@ def from_torch(module: Any) -> tuple[Layer, Params]:
         leaves = _replace(
             leaves, path, _from_torch_direction(state, _torch_names(k, suffix), order, _get(leaves, path))
         )
-    return layer, (leaves if layer.type_name == "Sequential" else leaves[0])
+    return _with_torch_states(layer, config), (leaves if layer.type_name == "Sequential" else leaves[0])
 
 
 def to_torch(layer: Layer, params: Params) -> Any:

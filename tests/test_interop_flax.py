@@ -153,3 +153,30 @@ def test_flax_layer_in_a_flax_model():
     assert trained.shape == (B, 2) and not np.allclose(trained, expected)
     grads = jax.grad(lambda v: jnp.sum(model.apply(v, x) ** 2))(variables)
     assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(variables)
+
+
+@pytest.mark.parametrize("cell_type", ["LSTMCell", "GRUCell"])
+def test_from_flax_reverse_with_seq_lengths(cell_type):
+    """Flax flips each sequence's real steps in place, jlstm the whole padded axis: from_flax's
+    documented gather puts jlstm's outputs where Flax has them, at every real step."""
+    rnn = nn.RNN(getattr(nn, cell_type)(U), reverse=True)
+    x, lengths = data(18), np.array([T, 3, 1], np.int32)
+    variables = jax.tree_util.tree_map(lambda p: p + 0.1, flax_init(rnn, x))
+    theirs = flax_apply(rnn, variables, x, seq_lengths=lengths)
+    layer, params = interop.from_flax(rnn, variables)
+    y = layer.apply(params, x, lengths=lengths)
+    ours = jnp.take_along_axis(y, ((jnp.arange(T)[None] - lengths[:, None]) % T)[..., None], axis=1)
+    real = (np.arange(T)[None] < lengths[:, None])[..., None]
+    close(np.where(real, ours, 0), np.where(real, theirs, 0))
+    assert not np.allclose(np.where(real, y, 0), np.where(real, theirs, 0), atol=1e-2)  # as they come, they differ
+
+
+def test_from_flax_bidirectional_with_seq_lengths():
+    """nn.Bidirectional's backward RNN keeps the order, as jlstm's Bidirectional: equal at the real steps."""
+    bi = nn.Bidirectional(nn.RNN(nn.LSTMCell(U)), nn.RNN(nn.GRUCell(3)))
+    x, lengths = data(19), np.array([T, 3, 1], np.int32)
+    variables = jax.tree_util.tree_map(lambda p: p + 0.1, flax_init(bi, x))
+    layer, params = interop.from_flax(bi, variables)
+    real = (np.arange(T)[None] < lengths[:, None])[..., None]
+    ours, theirs = layer.apply(params, x, lengths=lengths), flax_apply(bi, variables, x, seq_lengths=lengths)
+    close(np.where(real, ours, 0), np.where(real, theirs, 0))

@@ -58,6 +58,17 @@ def from_flax(module: Any, params: Params) -> tuple[Layer, Params]:
     LSTM carry is `(c, h)`; jlstm's `initial_state` and returned state are `(h, c)`. A
     GRU's and a simple cell's carry is `h`, as jlstm's.
 
+    Flax's `seq_lengths` is jlstm's `lengths`: the outputs agree at each sequence's real
+    steps (Flax computes on through the padding, jlstm holds the state there), and so do
+    the final states. With `reverse=True`, Flax flips each sequence's real steps in place
+    (reversed, then its padding), while jlstm, as Keras, flips the whole padded axis
+    (padding first), so that its reversed outputs come `T - lengths` steps later; this puts
+    them where Flax has them, at every real step:
+    `jnp.take_along_axis(y, ((jnp.arange(T)[None] - lengths[:, None]) % T)[..., None], axis=1)`.
+    (`keep_order=True` would flip them back, `jnp.flip(y, 1)`; an `nn.Bidirectional` runs
+    its backward RNN so, and the jlstm `Bidirectional` as well: there, the outputs agree at
+    the real steps as they are.)
+
     >>> import jax, jax.numpy as jnp, flax.linen as nn
     >>> rnn = nn.RNN(nn.OptimizedLSTMCell(5))
     >>> variables = rnn.init(jax.random.key(0), jnp.ones((2, 7, 3)))

@@ -128,6 +128,8 @@ def test_from_flax_rejects_unsupported():
     p = abstract_init(rnn, x)["params"]
     with pytest.raises(ValueError, match=r"expected params with keys \['hf', .*got \['hf'"):
         interop.from_flax(rnn, {"cell": {k: v for k, v in p["cell"].items() if k != "ii"}})
+    with pytest.raises(TypeError, match="expected an nn.RNN in the Bidirectional, got LSTMCell"):
+        interop.from_flax(nn.Bidirectional(rnn, nn.LSTMCell(U)), {})
 
 
 class FlaxModel(nn.Module):
@@ -180,3 +182,21 @@ def test_from_flax_bidirectional_with_seq_lengths():
     real = (np.arange(T)[None] < lengths[:, None])[..., None]
     ours, theirs = layer.apply(params, x, lengths=lengths), flax_apply(bi, variables, x, seq_lengths=lengths)
     close(np.where(real, ours, 0), np.where(real, theirs, 0))
+
+
+@pytest.mark.parametrize("share", ["rnn", "cell"])
+def test_from_flax_bidirectional_sharing_one_cell(share):
+    """One RNN, or one cell in two RNNs, in both directions: Flax keeps one params (under
+    forward_rnn); from_flax refuses it, saying how to convert the same model, which this checks."""
+    cell = nn.LSTMCell(U)
+    rnn = nn.RNN(cell)
+    shared = nn.Bidirectional(rnn, rnn) if share == "rnn" else nn.Bidirectional(nn.RNN(cell), nn.RNN(cell))
+    x = data(20)
+    variables = jax.tree_util.tree_map(lambda p: p + 0.1, flax_init(shared, x))
+    with pytest.raises(ValueError, match=r"Bidirectional: expected a cell per direction .*got one cell shared"):
+        interop.from_flax(shared, variables)
+    p = variables["params"]["forward_rnn"]
+    layer, params = interop.from_flax(
+        nn.Bidirectional(nn.RNN(cell), nn.RNN(cell.clone())), {"forward_rnn": p, "backward_rnn": p}
+    )
+    close(layer.apply(params, x), flax_apply(shared, variables, x))

@@ -40,10 +40,11 @@ def from_flax(module: Any, params: Params) -> tuple[Layer, Params]:
 
     `module` is a cell, an `nn.RNN` of one (`reverse=True` becomes go_backwards;
     keep_order=True with reverse is not supported), or an `nn.Bidirectional` of two with
-    the default concatenating merge. `params` is the module's params, or its variables
-    `{"params": ...}`. A cell comes back as a jlstm layer with `return_sequences=True`,
-    the cell's activation_fn as activation and gate_fn as recurrent_activation, as
-    `nn.RNN(cell)` runs it:
+    the default concatenating merge and a cell each (one cell shared by both directions is
+    a ValueError saying how to convert it: as two cells holding the same params). `params`
+    is the module's params, or its variables `{"params": ...}`. A cell comes back as a
+    jlstm layer with `return_sequences=True`, the cell's activation_fn as activation and
+    gate_fn as recurrent_activation, as `nn.RNN(cell)` runs it:
 
     - `nn.LSTMCell` or `nn.OptimizedLSTMCell` (Dense params ii, if, ig, io without bias
       and hi, hf, hg, ho with bias): an `LSTM`, bias the hidden side's.
@@ -88,9 +89,20 @@ def from_flax(module: Any, params: Params) -> tuple[Layer, Params]:
             raise ValueError(
                 f"from_flax: Bidirectional: expected the default concatenating merge_fn, got {module.merge_fn!r}"
             )
+        rnns: tuple[Any, Any] = (module.forward_rnn, module.backward_rnn)  # Flax types them as a protocol
+        for rnn in rnns:
+            if type(rnn) is not nn.RNN:
+                raise TypeError(f"from_flax: expected an nn.RNN in the Bidirectional, got {type(rnn).__name__}")
+        if rnns[0].cell is rnns[1].cell:  # one RNN or one cell in both: one params
+            raise ValueError(
+                "from_flax: Bidirectional: expected a cell per direction (jlstm keeps params per direction), "
+                "got one cell shared by the forward and backward RNNs; the same model with a cell each: "
+                "from_flax(nn.Bidirectional(nn.RNN(cell), nn.RNN(cell.clone())), "
+                "{'forward_rnn': p, 'backward_rnn': p}) with the shared p = params['forward_rnn']"
+            )
         _expect_keys(params, ("forward_rnn", "backward_rnn"), "from_flax: Bidirectional")
-        fwd, p_fwd = _from_flax_rnn(module.forward_rnn, params["forward_rnn"], nn, reverse=False)
-        bwd, p_bwd = _from_flax_rnn(module.backward_rnn, params["backward_rnn"], nn, reverse=True)
+        fwd, p_fwd = _from_flax_rnn(rnns[0], params["forward_rnn"], nn, reverse=False)
+        bwd, p_bwd = _from_flax_rnn(rnns[1], params["backward_rnn"], nn, reverse=True)
         return Bidirectional(fwd, "concat", bwd), {"forward": p_fwd, "backward": p_bwd}
     if type(module) is nn.RNN:
         if module.reverse and module.keep_order:
@@ -106,8 +118,6 @@ def _expect_keys(params: Any, keys: Sequence[str], what: str) -> None:
 
 
 def _from_flax_rnn(rnn: Any, params: Any, nn: Any, *, reverse: bool) -> tuple[Layer, Params]:
-    if type(rnn) is not nn.RNN:
-        raise TypeError(f"from_flax: expected an nn.RNN in the Bidirectional, got {type(rnn).__name__}")
     _expect_keys(params, ("cell",), "from_flax: RNN")
     return _from_flax_cell(rnn.cell, params["cell"], nn, go_backwards=reverse, unroll=rnn.unroll)
 

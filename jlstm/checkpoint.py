@@ -50,7 +50,9 @@ def save(path: PathLike, params: Any) -> None:
     before the file is touched.
 
     Args:
-        path: the file to write (a str or path); an existing file is replaced whole.
+        path: the file to write (a str or an os.PathLike; another type is a TypeError), in a
+            directory that exists (else a FileNotFoundError naming `path`); an existing file
+            is replaced whole.
         params: the tree to save.
 
     Examples:
@@ -60,9 +62,10 @@ def save(path: PathLike, params: Any) -> None:
         >>> load(path)["layers"]
         (1, None)
     """
+    path = _path(path, "save")
     payload = msgpack.packb({"tree": _encode(params, "params")}, use_bin_type=True)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), zlib.crc32(payload))
-    write_atomic(os.fspath(path), header + payload)
+    write_atomic(path, header + payload)
 
 
 def load(path: PathLike, like: Any = None) -> Any:
@@ -77,7 +80,7 @@ def load(path: PathLike, like: Any = None) -> Any:
     ValueError naming the file.
 
     Args:
-        path: the file `save` wrote (a str or path).
+        path: the file `save` wrote (a str or an os.PathLike; another type is a TypeError).
         like: a tree the saved one must match, whose container types (and JAX arrays) the
             result takes; None returns the tree as saved.
 
@@ -93,10 +96,14 @@ def load(path: PathLike, like: Any = None) -> Any:
         ...
         ValueError: ...: params['w']: expected float32 (4,), got float32 (3,)
     """
-    path = os.fspath(path)
+    path = _path(path, "load")
     with open(path, "rb") as f:
         blob = f.read()
-    tree = _decode(_read_payload(blob, path)["tree"], path)
+    content = _read_payload(blob, path)
+    try:
+        tree = _decode(content["tree"], path)
+    except RecursionError:  # msgpack unpacks deeper trees than Python's stack can rebuild
+        raise ValueError(f"{path}: corrupt checkpoint payload: a tree nested too deeply to rebuild") from None
     if like is None:
         return tree
     try:
@@ -119,17 +126,31 @@ def restore(tree: Any, like: Any, where: str = "params") -> Any:
     return _restore_like(tree, like, where)
 
 
+def _path(path: Any, what: str) -> str:
+    """A file path given as a str or an os.PathLike of one (not an int, which `open` takes for a
+    file descriptor, nor bytes)."""
+    fspath = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(fspath, str):
+        raise TypeError(f"{what} path: expected a str or an os.PathLike, got {path!r} ({type(path).__name__})")
+    return fspath
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, fsyncs it and renames it over `path`:
     a crash or an error leaves the old file whole and no temporary file behind.
 
     Args:
-        path: the file to write; its directory must exist.
+        path: the file to write; its directory must exist (else a FileNotFoundError naming
+            `path` and the directory; any other error creating the file names `path` too).
         data: the file's whole content.
     """
     directory, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:  # named after the target, not the temporary file
+        reason = err.strerror if os.path.isdir(directory) else f"no directory {directory} to write into"
+        raise type(err)(err.errno, reason, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -155,8 +176,10 @@ def _read_payload(blob: bytes, path: str) -> Mapping[str, Any]:
         raise ValueError(f"{path}: corrupt checkpoint (CRC-32 mismatch)")
     try:
         content = msgpack.unpackb(payload, raw=False)
+    except msgpack.StackError:  # raised without a message
+        raise ValueError(f"{path}: corrupt checkpoint payload: nested deeper than msgpack unpacks") from None
     except Exception as err:  # msgpack raises several types for malformed input
-        raise ValueError(f"{path}: corrupt checkpoint payload: {err}") from None
+        raise ValueError(f"{path}: corrupt checkpoint payload: {str(err) or type(err).__name__}") from None
     if not isinstance(content, dict) or "tree" not in content:
         raise ValueError(f"{path}: corrupt checkpoint payload: no tree")
     return content

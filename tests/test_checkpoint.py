@@ -1,6 +1,8 @@
 """Checkpoints: exact round trips, tree checks against `like`, bad files, atomic saves."""
 
 import os
+import re
+import zlib
 from typing import NamedTuple
 
 import jax
@@ -195,3 +197,48 @@ def test_restored_params_run(tmp_path):
     jlstm.save(tmp_path / "m.ckpt", params)
     x = jnp.ones((2, 5, 3))
     np.testing.assert_array_equal(model.apply(jlstm.load(tmp_path / "m.ckpt"), x), model.apply(params, x))
+
+
+def test_save_into_a_missing_directory_names_the_target(tmp_path):
+    target = tmp_path / "missing" / "m.ckpt"
+    with pytest.raises(FileNotFoundError, match=f"no directory {tmp_path / 'missing'} to write into") as info:
+        jlstm.save(target, {"a": np.ones(2)})
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def with_payload(path, payload):
+    """`path` holding `payload` behind a header that vouches for it (length, CRC-32)."""
+    crc = zlib.crc32(payload)
+    path.write_bytes(checkpoint._HEADER.pack(checkpoint.MAGIC, checkpoint.FORMAT_VERSION, len(payload), crc) + payload)
+    return path
+
+
+@pytest.mark.parametrize(
+    "payload,cause",
+    [
+        # arrays in arrays, deeper than msgpack unpacks (it raises a StackError without a message)
+        (b"\x81\xa4tree" + b"\x91" * 5000 + b"\xc0", "nested deeper than msgpack unpacks"),
+        # dict nodes within msgpack's depth, but deeper than Python's recursion limit rebuilds
+        (
+            b"\x81\xa4tree" + b"\x83\xa4type\xa4dict\xa4keys\x91\xa1k\xa6values\x91" * 500 + b"\x81\xa4type\xa4none",
+            "a tree nested too deeply to rebuild",
+        ),
+    ],
+    ids=["msgpack", "python"],
+)
+def test_deeply_nested_payload_says_why(tmp_path, payload, cause):
+    path = with_payload(tmp_path / "deep.ckpt", payload)
+    with pytest.raises(ValueError, match=f"deep.ckpt: corrupt checkpoint payload: {cause}$"):
+        jlstm.load(path)
+
+
+@pytest.mark.parametrize("path", [3, None, 1.5, b"m.ckpt", ["m.ckpt"]], ids=repr)
+def test_save_and_load_name_a_path_of_another_type(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    got = rf"got {re.escape(repr(path))} \({type(path).__name__}\)"
+    with pytest.raises(TypeError, match=rf"save path: expected a str or an os.PathLike, {got}"):
+        jlstm.save(path, {"a": np.ones(2)})
+    with pytest.raises(TypeError, match=rf"load path: expected a str or an os.PathLike, {got}"):
+        jlstm.load(path)
+    assert list(tmp_path.iterdir()) == []  # an int is not taken for a file descriptor

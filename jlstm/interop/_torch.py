@@ -156,6 +156,7 @@ def _with_torch_states(layer: Layer, cfg: _TorchConfig) -> Layer:
     in torch's layout: per state (h, and c for an LSTM) one (num_layers * num_directions, B, U)
     array, entry `k * num_directions + d` layer k's direction d (0 forward, 1 backward)."""
     stateful = _leaf_layers(_torch_stack(cfg, return_state=True))  # the same layers, returning states
+    count = len(stateful)
     directions = 2 if cfg.bidirectional else 1
     rows = cfg.num_layers * directions
     names = ("h0", "c0") if cfg.type_name == "LSTM" else ("h0",)
@@ -163,6 +164,7 @@ def _with_torch_states(layer: Layer, cfg: _TorchConfig) -> Layer:
     expected = "the pair (h0, c0)" if len(names) == 2 else "h0 or (h0,)"
 
     def torch_states(initial_state: Any, batch: int) -> list[jax.Array]:
+        """The states torch's module takes, checked: `names`' arrays, each (rows, batch, U)."""
         if len(names) == 1 and not isinstance(initial_state, (list, tuple)):
             initial_state = (initial_state,)
         if not isinstance(initial_state, (list, tuple)) or len(initial_state) != len(names):
@@ -198,12 +200,11 @@ def _with_torch_states(layer: Layer, cfg: _TorchConfig) -> Layer:
         if x.ndim != 3:
             raise ValueError(f"{what}: expected inputs of rank 3 (batch, timesteps, features), got {tuple(x.shape)}")
         states = None if initial_state is None else torch_states(initial_state, x.shape[0])
-        stack = [params] if len(stateful) == 1 else params
-        if not isinstance(stack, (tuple, list)) or len(stack) != len(stateful):
-            raise ValueError(f"{what}: expected params as a tuple of {len(stateful)}, got {type(params).__name__}")
+        stack = [params] if count == 1 else params
+        if not isinstance(stack, (tuple, list)) or len(stack) != count:
+            raise ValueError(f"{what}: expected params as a tuple of {count}, got {type(params).__name__}")
         # a key per layer, as Sequential splits it (only Dropout layers draw)
-        n = len(stateful)
-        keys = [None] * n if rng is None else list(jax.random.split(_checks.prng_key(rng, what), n))
+        keys = [None] * count if rng is None else list(jax.random.split(_checks.prng_key(rng, what), count))
         finals: list[list[jax.Array]] = []  # per torch layer, its directions' final states in a row
         for sub, p, key in zip(stateful, stack, keys):
             if sub.type_name == "Dropout":

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from jlstm import __version__
 from jlstm._checks import MAX_SIZE, MAX_SIZE_TEXT
 from jlstm.combinators import MERGE_MODES, Bidirectional
 from jlstm.layers import LSTM, RECURRENT, Layer
@@ -170,7 +171,10 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "units", "seed")}
     cfg = task.defaults._replace(
-        progress=True, state_dir=str(out), resume=args.resume, **{k: v for k, v in given.items() if v is not None}
+        progress=not args.quiet,
+        state_dir=str(out),
+        resume=args.resume,
+        **{k: v for k, v in given.items() if v is not None},
     )
     start = time.perf_counter()
     try:
@@ -202,7 +206,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jlstm", description="A functional LSTM library for JAX.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"jlstm {__version__}")
+    commands = parser.add_subparsers(dest="command")
     p = commands.add_parser(
         "summary",
         help="print Keras-style summary tables",
@@ -246,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=_positive_int, help="LSTM units (default per task)")
     p.add_argument("--seed", type=_non_negative_int, help="seed of split, init and shuffling (default 0)")
     p.add_argument("--out", help="output directory (default runs/TASK)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines, only the result")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -256,7 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `jlstm`: the help
+        parser.print_help()
+        return 0
     return args.run(args)
 
 

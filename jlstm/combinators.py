@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jlstm import _checks, _recurrent, cudnn
-from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, as_apply_fn
+from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, _constructor, as_apply_fn
 from jlstm.scan import ScanResult
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -46,6 +46,7 @@ def _merged_shape(shape: Shape, backward_shape: Shape, merge_mode: str | None) -
     return shape
 
 
+@_constructor
 def Bidirectional(
     layer: Layer,
     merge_mode: str | None = "concat",
@@ -219,6 +220,7 @@ def _direction(result: ScanResult, d: int) -> tuple[jax.Array, tuple[jax.Array, 
     return output, tuple(state[d] for state in result.states)
 
 
+@_constructor
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
     """Layers applied one after another; params are a tuple with one entry per layer.
 

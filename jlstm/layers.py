@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +70,27 @@ def as_apply_fn(apply: Callable[..., Any]) -> ApplyFn:
     return cast(ApplyFn, apply)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+_F = TypeVar("_F", bound=Callable[..., "Layer"])
+# Each layer constructor's defaults by type name, for Layer's repr (filled by `_constructor`).
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _constructor(fn: _F) -> _F:
+    """Records a layer constructor's defaults, so that a layer's repr shows only what differs."""
+    params = inspect.signature(fn).parameters.values()
+    _DEFAULTS[fn.__name__] = {p.name: p.default for p in params if p.default is not p.empty}
+    return fn
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Layer) for v in value):
+        return "[" + ", ".join(map(repr, value)) + "]"
+    if callable(value) and hasattr(value, "__name__"):  # an activation or initializer function
+        return value.__name__
+    return repr(value)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Layer:
     """A layer: two pure functions, and what a summary needs to name it.
 
@@ -107,7 +128,19 @@ class Layer:
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         return iter((self.init, self.apply))
 
+    def __repr__(self) -> str:
+        """Keras-like and short: the constructor's arguments that differ from its defaults,
+        `LSTM(units=5, return_sequences=True)`."""
+        defaults = _DEFAULTS.get(self.type_name, {})
+        shown = {k: v for k, v in self.config.items() if k not in defaults or not _same(v, defaults[k])}
+        return f"{self.type_name}(" + ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) + ")"
 
+
+def _same(value: Any, default: Any) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
+
+
+@_constructor
 def LSTM(
     units: int,
     *,
@@ -273,6 +306,7 @@ def _bias(
     )
 
 
+@_constructor
 def GRU(
     units: int,
     *,
@@ -337,6 +371,7 @@ def GRU(
     return _recurrent_layer("GRU", cell, config)
 
 
+@_constructor
 def SimpleRNN(
     units: int,
     *,
@@ -388,6 +423,7 @@ def SimpleRNN(
 RECURRENT: dict[str, Callable[..., Layer]] = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}
 
 
+@_constructor
 def Dense(
     units: int,
     activation: str | Activation | None = None,
@@ -451,6 +487,7 @@ def Dense(
     return Layer(init, as_apply_fn(apply), "Dense", name, config)
 
 
+@_constructor
 def Dropout(rate: float, *, name: str | None = None) -> Layer:
     """Keras's Dropout: zeroes a `rate` fraction of inputs and scales the rest by
     1 / (1 - rate), only in `apply(..., training=True, rng=key)`.
@@ -488,6 +525,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
     return Layer(init, as_apply_fn(apply), "Dropout", name, {"rate": rate})
 
 
+@_constructor
 def Masking(mask_value: float = 0.0, *, name: str | None = None) -> Layer:
     """Keras's Masking: a timestep whose features all equal `mask_value` is masked for the
     layers after it (inside `Sequential`), and its features are set to 0.

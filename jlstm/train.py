@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -638,7 +639,8 @@ def _epoch(
     sums: dict[str, jax.Array] = {}
     losses: list[jax.Array] = []
     desc = f"epoch {epoch + 1}/{run.epochs}"
-    with tqdm(total=math.ceil(n / run.batch_size), desc=desc, disable=not run.progress, dynamic_ncols=True) as bar:
+    live = run.progress and sys.stderr.isatty()  # a bar redrawn in a log file floods it
+    with tqdm(total=math.ceil(n / run.batch_size), desc=desc, disable=not live, dynamic_ncols=True) as bar:
         for i, (count, batch) in enumerate(_padded_batches(run.train, run.batch_size, run.rows, order)):
             key = jax.random.fold_in(dropout_key, i) if run.dropout else None
             params, opt_state, means = run.step(params, opt_state, *_shard(batch, run.mesh), rng=key)
@@ -651,6 +653,8 @@ def _epoch(
             val = _evaluate(run.eval_step, params, run.validation, run.batch_size, run.mesh)
             logs |= {f"val_{k}": v for k, v in val.items()}
         bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+    if run.progress and not live:
+        print(f"{desc}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), file=sys.stderr, flush=True)
     return params, opt_state, logs, stopped
 
 
@@ -693,7 +697,8 @@ def fit(
     Data are `(x, y)` or `(x, y, mask)` arrays with examples on the first axis; the mask
     reaches the layer. `rng` drives the shuffling (and dropout, with `dropout=True`);
     nothing else is random. Batches are sharded over `devices` (default: all), params
-    replicated. `progress` shows a tqdm bar per epoch.
+    replicated. `progress` shows a tqdm bar per epoch on a terminal, and one line per epoch
+    where stderr is not one (a log file).
 
     Checked before training: both data sets' shapes, dtypes and masks, the validation data
     against the model and loss (traced, not run), and, for a class-label loss
@@ -726,7 +731,7 @@ def fit(
         rng: the PRNG key for the shuffling (and the dropout).
         dropout: run the layer in training mode, drawing dropout masks from `rng`.
         devices: the devices to shard batches over; None for all of them.
-        progress: show a tqdm progress bar per epoch.
+        progress: show a tqdm progress bar per epoch (one line per epoch off a terminal).
         checkpoint_to: a path to save a `TrainState` at after every epoch; None for none.
         resume_from: a `TrainState` file (from `checkpoint_to`) to continue from; None to start.
 

@@ -32,3 +32,21 @@ def test_config_is_read_only():
     with pytest.raises(TypeError):
         layer.config["units"] = 7
     assert layer.config["units"] == 5 and jlstm.LSTM(**layer.config).config["units"] == 5
+
+
+def test_repr_is_short_and_shows_what_differs_from_the_defaults():
+    assert repr(jlstm.LSTM(5)) == "LSTM(units=5)"
+    assert (
+        repr(jlstm.LSTM(5, return_sequences=True, dropout=0.25)) == "LSTM(units=5, return_sequences=True, dropout=0.25)"
+    )
+    assert (
+        repr(jlstm.GRU(3, reset_after=False, activation=jax.nn.relu))
+        == "GRU(units=3, reset_after=False, activation=relu)"
+    )
+    model = jlstm.Sequential(
+        [jlstm.Masking(), jlstm.Bidirectional(jlstm.SimpleRNN(4), merge_mode="sum"), jlstm.Dense(1)]
+    )
+    assert repr(model) == (
+        "Sequential(layers=[Masking(), Bidirectional(layer=SimpleRNN(units=4), merge_mode='sum'), Dense(units=1)])"
+    )
+    assert repr(jlstm.Dense(2, activation="relu")) == "Dense(units=2, activation='relu')"

@@ -96,6 +96,15 @@ CELLS = {
 }
 
 
+def test_cli_version_and_bare_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"jlstm {jlstm.__version__}\n"
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: jlstm") and "summary" in out and "train" in out
+
+
 @pytest.mark.slow
 @settings(max_examples=16, deadline=None)
 @given(

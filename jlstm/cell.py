@@ -325,7 +325,11 @@ def lstm_step(
             (bias optional).
         state: `(h, c)`, each (batch, U).
         x_t: the step's input (batch, F).
-        activation, recurrent_activation: as the layer's, Keras names or callables.
+        activation: the cell and output activation, as the layer's: a Keras name or a callable.
+        recurrent_activation: the gates' activation, as the layer's: a Keras name or a callable.
+
+    Returns:
+        `((h, c), h)`: the new state, and the step's output (the new `h`).
     """
     cell = lstm_cell(
         get_activation(activation, "lstm_step activation"),
@@ -351,7 +355,12 @@ def gru_step(
             bias (3U,) without `reset_after`, or none.
         h: the previous state (batch, U).
         x_t: the step's input (batch, F).
-        reset_after, activation, recurrent_activation: as the layer's.
+        reset_after: as the layer's: the reset gate applied after the recurrent projection.
+        activation: the candidate's activation, as the layer's.
+        recurrent_activation: the gates' activation, as the layer's.
+
+    Returns:
+        `(h, h)`: the new state, and the step's output (the same array).
     """
     cell = gru_cell(
         get_activation(activation, "gru_step activation"),
@@ -372,6 +381,9 @@ def simple_rnn_step(
         h: the previous state (batch, U).
         x_t: the step's input (batch, F).
         activation: as the layer's.
+
+    Returns:
+        `(h, h)`: the new state, and the step's output (the same array).
     """
     cell = simple_rnn_cell(get_activation(activation, "simple_rnn_step activation"))
     (h,), y = _checked_step(cell, params, (h,), x_t, "simple_rnn_step")

@@ -188,8 +188,10 @@ def LSTM(
         unit_forget_bias: initialize the forget gate's bias to 1.
         activation: the cell and output activation, a Keras name or a callable.
         recurrent_activation: the gates' activation, a Keras name or a callable.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or callables
+        kernel_initializer: the kernel's initializer, a Keras name or a callable
             `(key, shape, dtype) -> array`.
+        recurrent_initializer: the recurrent kernel's initializer, as `kernel_initializer`.
+        bias_initializer: the bias's initializer, as `kernel_initializer`.
         dropout: the fraction of the inputs dropped in training.
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
@@ -347,8 +349,10 @@ def GRU(
             default) or before it (False, the original GRU).
         activation: the candidate's activation, a Keras name or a callable.
         recurrent_activation: the update and reset gates' activation.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or callables
+        kernel_initializer: the kernel's initializer, a Keras name or a callable
             `(key, shape, dtype) -> array`.
+        recurrent_initializer: the recurrent kernel's initializer, as `kernel_initializer`.
+        bias_initializer: the bias's initializer, as `kernel_initializer`.
         dropout: the fraction of the inputs dropped in training.
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
@@ -402,8 +406,10 @@ def SimpleRNN(
         go_backwards: read the time axis backwards (the sequence comes back in that order).
         use_bias: add a bias (U,).
         activation: a Keras name or a callable.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or callables
+        kernel_initializer: the kernel's initializer, a Keras name or a callable
             `(key, shape, dtype) -> array`.
+        recurrent_initializer: the recurrent kernel's initializer, as `kernel_initializer`.
+        bias_initializer: the bias's initializer, as `kernel_initializer`.
         dropout: the fraction of the inputs dropped in training.
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
@@ -441,7 +447,9 @@ def Dense(
         units: the size of the output's last axis.
         activation: a Keras name, a callable, or None for linear.
         use_bias: add a bias (units,).
-        kernel_initializer, bias_initializer: Keras names or callables `(key, shape, dtype) -> array`.
+        kernel_initializer: the kernel's initializer, a Keras name or a callable
+            `(key, shape, dtype) -> array`.
+        bias_initializer: the bias's initializer, as `kernel_initializer`.
         name: the layer's name in a summary.
 
     Returns:

@@ -123,7 +123,7 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
         labels: the integer classes (...).
 
     Returns:
-        float32 (...): 1.0 where the prediction is right, else 0.0.
+        1.0 where the prediction is right, else 0.0: float32 (...).
 
     Examples:
         >>> import jax.numpy as jnp

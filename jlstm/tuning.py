@@ -51,8 +51,11 @@ FORWARD_FORMS = (
     "cols-split",
     "cols-hoisted",
 )
+"""The forward forms, each a layout of the step's matmul: `forward_form` takes one of these."""
 # The backward loop's one dot, d_h = d_z @ recurrent_kernel^T, in the same layouts.
 BACKWARD_FORMS = ("rows", "rows-t", "cols")
+"""The backward forms, the backward loop's dot in rows, rows with the weight transposed, or
+columns: `backward_form` takes one of these."""
 FORMS = {"forward": FORWARD_FORMS, "backward": BACKWARD_FORMS}
 # What the tuner times. The hoisted forms are left out: on dummy sequences short enough to
 # time in a second their projection stays in cache and they look fastest, while at the
@@ -113,11 +116,12 @@ class Config:
 
         Args:
             **changes: the settings to change, by name:
-                tune: a bool; False takes `default_form`'s static rule instead of measuring.
-                forward_form: one of `FORWARD_FORMS` that every forward pass takes, or None
-                    to let the tuner choose.
-                backward_form: one of `BACKWARD_FORMS`, or None, likewise for the backward pass.
-                cache_dir: the directory (a str or path) of the JSON file of tuned choices.
+
+                - `tune`: a bool; False takes `default_form`'s static rule instead of measuring.
+                - `forward_form`: one of `FORWARD_FORMS` that every forward pass takes, or None
+                  to let the tuner choose.
+                - `backward_form`: one of `BACKWARD_FORMS`, or None, likewise for the backward pass.
+                - `cache_dir`: the directory (a str or path) of the JSON file of tuned choices.
         """
         checked = {}
         for name, value in changes.items():
@@ -149,6 +153,7 @@ def _form_or_none(form: Any, kind: str, what: str) -> str | None:
 
 
 config = Config()
+"""The one `Config`, as `jlstm.config`: `jlstm.config.update(...)` changes it, `print(jlstm.config)` shows it."""
 
 
 class Choice(NamedTuple):

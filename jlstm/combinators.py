@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jlstm import _checks, _recurrent, cudnn
+from jlstm._recurrent import RecurrentSpec, States
 from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, _constructor, as_apply_fn
 from jlstm.scan import ScanResult
 
@@ -123,68 +124,6 @@ def Bidirectional(
         outs = out if isinstance(out, list) else [out]
         return outs + fwd_states + bwd_states, params
 
-    def directions(
-        params: Params,
-        x: jax.Array,
-        mask: jax.Array | None,
-        states: _recurrent.States,
-        key: jax.Array | None,
-        routes: tuple[str, ...],
-    ) -> list[tuple[jax.Array, tuple[jax.Array, ...]]]:
-        """Per direction (output, states): in one scan (or one cuDNN call) when
-        the two share a spec."""
-        run = functools.partial(
-            cudnn.run_directions,
-            x=x,
-            mask=mask,
-            return_sequences=return_sequences,
-            zero_output_for_mask=return_sequences,
-            what=what,
-        )
-        if specs[0] == specs[1]:
-            result = run(
-                specs[0],
-                [params["forward"], params["backward"]],
-                states=states,
-                reverse=reverse,
-                dropout_rng=key,
-                route=routes[0],
-            )
-            return [_direction(result, d) for d in (0, 1)]
-        return [
-            _direction(
-                run(
-                    spec,
-                    [params[role]],
-                    states=None if states is None else [states[d]],
-                    reverse=(reverse[d],),
-                    dropout_rng=None if key is None else jax.random.fold_in(key, d),
-                    route=routes[d],
-                ),
-                0,
-            )
-            for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
-        ]
-
-    # one dispatch for the whole layer once the inputs are checked
-    @functools.partial(jax.jit, static_argnames="routes")
-    def compute(
-        params: Params,
-        x: jax.Array,
-        mask: jax.Array | None,
-        states: _recurrent.States,
-        key: jax.Array | None,
-        routes: tuple[str, ...] = ("scan", "scan"),
-    ) -> Any:
-        (y, fwd_states), (y_rev, bwd_states) = directions(params, x, mask, states, key, routes)
-        if return_sequences:
-            y_rev = jnp.flip(y_rev, axis=1)
-        output = _merge(y, y_rev, merge_mode)
-        if not return_state:
-            return output
-        final = fwd_states + bwd_states
-        return (output + final) if merge_mode is None else (output,) + final
-
     def apply(
         params: Params,
         inputs: Any,
@@ -201,12 +140,90 @@ def Bidirectional(
         keys = [_recurrent.dropout_rng(spec, training, rng, what) for spec in specs]
         key = keys[1] if keys[0] is None else keys[0]
         routes = cudnn.plan(specs, x, mask, key is not None, what)
-        return compute(params, x, mask, states, key, routes)
+        statics = _BidirectionalStatics(specs, reverse, merge_mode, return_sequences, return_state, routes, what)
+        return _bidirectional_compute(params, x, mask, states, key, statics)
 
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
     sublayers = (layer,) if backward_layer is None else (layer, backward_layer)
     return Layer(init, as_apply_fn(apply), "Bidirectional", name, config, sublayers)
+
+
+class _BidirectionalStatics(NamedTuple):
+    """What a Bidirectional call compiles for, the jit's static key."""
+
+    specs: tuple[RecurrentSpec, RecurrentSpec]
+    reverse: tuple[bool, bool]
+    merge_mode: str | None
+    return_sequences: bool
+    return_state: bool
+    routes: tuple[str, ...]
+    what: str
+
+
+# Jitted at module level, keyed by the statics, so that two Bidirectionals alike share one
+# compile (as _recurrent_compute in layers.py).
+@functools.partial(jax.jit, static_argnums=5)
+def _bidirectional_compute(
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array | None,
+    states: States,
+    key: jax.Array | None,
+    statics: _BidirectionalStatics,
+) -> Any:
+    (y, fwd_states), (y_rev, bwd_states) = _directions(params, x, mask, states, key, statics)
+    if statics.return_sequences:
+        y_rev = jnp.flip(y_rev, axis=1)
+    output = _merge(y, y_rev, statics.merge_mode)
+    if not statics.return_state:
+        return output
+    final = fwd_states + bwd_states
+    return (output + final) if statics.merge_mode is None else (output,) + final
+
+
+def _directions(
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array | None,
+    states: States,
+    key: jax.Array | None,
+    statics: _BidirectionalStatics,
+) -> list[tuple[jax.Array, tuple[jax.Array, ...]]]:
+    """Per direction (output, states): in one scan (or one cuDNN call) when the two share a spec."""
+    specs, reverse, routes = statics.specs, statics.reverse, statics.routes
+    run = functools.partial(
+        cudnn.run_directions,
+        x=x,
+        mask=mask,
+        return_sequences=statics.return_sequences,
+        zero_output_for_mask=statics.return_sequences,
+        what=statics.what,
+    )
+    if specs[0] == specs[1]:
+        result = run(
+            specs[0],
+            [params["forward"], params["backward"]],
+            states=states,
+            reverse=reverse,
+            dropout_rng=key,
+            route=routes[0],
+        )
+        return [_direction(result, d) for d in (0, 1)]
+    return [
+        _direction(
+            run(
+                spec,
+                [params[role]],
+                states=None if states is None else [states[d]],
+                reverse=(reverse[d],),
+                dropout_rng=None if key is None else jax.random.fold_in(key, d),
+                route=routes[d],
+            ),
+            0,
+        )
+        for d, (spec, role) in enumerate(zip(specs, ("forward", "backward")))
+    ]
 
 
 def _shapes(shape: OutputShape) -> list[Shape]:

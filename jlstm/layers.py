@@ -17,7 +17,7 @@ import functools
 import inspect
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -248,32 +248,6 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
             return [out, *states], params
         return out, params
 
-    # one dispatch for the whole layer once the inputs are checked
-    @functools.partial(jax.jit, static_argnames="routes")
-    def compute(
-        params: Params,
-        x: jax.Array,
-        mask: jax.Array | None,
-        states: _recurrent.States,
-        key: jax.Array | None,
-        routes: tuple[str, ...] = ("scan",),
-    ) -> Any:
-        result = cudnn.run_directions(
-            spec,
-            [params],
-            x,
-            mask,
-            states,
-            reverse=(go_backwards,),
-            return_sequences=return_sequences,
-            zero_output_for_mask=False,
-            dropout_rng=key,
-            route=routes[0],
-            what=what,
-        )
-        out = result.h[0] if result.sequences is None else result.sequences[0]
-        return (out, *(s[0] for s in result.states)) if return_state else out
-
     def apply(
         params: Params,
         inputs: Any,
@@ -287,9 +261,50 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         x, mask, states = _recurrent.prepare_call([(spec, params)], inputs, mask, lengths, initial_state, what)
         key = _recurrent.dropout_rng(spec, training, rng, what)
         routes = cudnn.plan([spec], x, mask, key is not None, what)
-        return compute(params, x, mask, states, key, routes)
+        statics = _RecurrentStatics(spec, go_backwards, return_sequences, return_state, routes, what)
+        return _recurrent_compute(params, x, mask, states, key, statics)
 
     return Layer(init, as_apply_fn(apply), type_name, config["name"], config, spec=spec)
+
+
+class _RecurrentStatics(NamedTuple):
+    """What a recurrent layer's call compiles for, the jit's static key."""
+
+    spec: _recurrent.RecurrentSpec
+    go_backwards: bool
+    return_sequences: bool
+    return_state: bool
+    routes: tuple[str, ...]
+    what: str
+
+
+# One dispatch for the whole call once its inputs are checked, jitted at module level with the
+# layer's static description as the key: two layers alike share one compile (a function jitted
+# inside each layer recompiled for every new layer object, even an identical one).
+@functools.partial(jax.jit, static_argnums=5)
+def _recurrent_compute(
+    params: Params,
+    x: jax.Array,
+    mask: jax.Array | None,
+    states: _recurrent.States,
+    key: jax.Array | None,
+    statics: _RecurrentStatics,
+) -> Any:
+    result = cudnn.run_directions(
+        statics.spec,
+        [params],
+        x,
+        mask,
+        states,
+        reverse=(statics.go_backwards,),
+        return_sequences=statics.return_sequences,
+        zero_output_for_mask=False,
+        dropout_rng=key,
+        route=statics.routes[0],
+        what=statics.what,
+    )
+    out = result.h[0] if result.sequences is None else result.sequences[0]
+    return (out, *(s[0] for s in result.states)) if statics.return_state else out
 
 
 def _bias(

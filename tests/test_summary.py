@@ -106,7 +106,7 @@ def test_cli_version_and_bare_help(capsys):
 
 
 @pytest.mark.slow
-@settings(max_examples=16, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     kind=st.sampled_from(list(CELLS)),
     features=st.integers(1, 64),

@@ -83,8 +83,8 @@ def results_with(forward, backward, kind, activation="tanh"):
     return outputs_and_grads(layers(activation)[kind], STATES[kind])
 
 
-# both read forwards and backwards; every cell
-@pytest.mark.parametrize("kind", ["backwards", "bidirectional", "gru-bidirectional"])
+# both read forwards and backwards; the LSTM's four gates and the GRU's split three
+@pytest.mark.parametrize("kind", ["bidirectional", "gru-bidirectional"])
 def test_every_forward_form_gives_the_same_results(kind):
     reference = results_with("rows-fused", "rows", kind)
     for form in tuning.FORWARD_FORMS[1:]:
@@ -97,7 +97,6 @@ def test_every_forward_form_gives_the_same_results(kind):
     [
         ("lstm", "relu"),
         ("bidirectional", "tanh"),
-        ("gru", "relu"),
         ("gru-bidirectional", "tanh"),
         ("simple_rnn-backwards", "tanh"),
     ],

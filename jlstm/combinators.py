@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, _recurrent, cudnn
+from jlstm import _checks, _recurrent, cudnn, tuning
 from jlstm._recurrent import RecurrentSpec, States
 from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, _constructor, as_apply_fn
 from jlstm.scan import ScanResult
@@ -140,7 +140,9 @@ def Bidirectional(
         keys = [_recurrent.dropout_rng(spec, training, rng, what) for spec in specs]
         key = keys[1] if keys[0] is None else keys[0]
         routes = cudnn.plan(specs, x, mask, key is not None, what)
-        statics = _BidirectionalStatics(specs, reverse, merge_mode, return_sequences, return_state, routes, what)
+        statics = _BidirectionalStatics(
+            specs, reverse, merge_mode, return_sequences, return_state, routes, what, tuning.settings_key()
+        )
         return _bidirectional_compute(params, x, mask, states, key, statics)
 
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
@@ -159,6 +161,7 @@ class _BidirectionalStatics(NamedTuple):
     return_state: bool
     routes: tuple[str, ...]
     what: str
+    settings: tuple[Any, ...]  # tuning.settings_key(): the forms the scan's trace takes
 
 
 # Jitted at module level, keyed by the statics, so that two Bidirectionals alike share one

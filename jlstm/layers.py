@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar, cast
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, _recurrent, cudnn
+from jlstm import _checks, _recurrent, cudnn, tuning
 from jlstm.activations import Activation, get_activation
 from jlstm.cell import Cell, gru_cell, lstm_cell, param_shapes, simple_rnn_cell
 from jlstm.initializers import Initializer, get_initializer
@@ -261,7 +261,9 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         x, mask, states = _recurrent.prepare_call([(spec, params)], inputs, mask, lengths, initial_state, what)
         key = _recurrent.dropout_rng(spec, training, rng, what)
         routes = cudnn.plan([spec], x, mask, key is not None, what)
-        statics = _RecurrentStatics(spec, go_backwards, return_sequences, return_state, routes, what)
+        statics = _RecurrentStatics(
+            spec, go_backwards, return_sequences, return_state, routes, what, tuning.settings_key()
+        )
         return _recurrent_compute(params, x, mask, states, key, statics)
 
     return Layer(init, as_apply_fn(apply), type_name, config["name"], config, spec=spec)
@@ -276,6 +278,7 @@ class _RecurrentStatics(NamedTuple):
     return_state: bool
     routes: tuple[str, ...]
     what: str
+    settings: tuple[Any, ...]  # tuning.settings_key(): the forms the scan's trace takes
 
 
 # One dispatch for the whole call once its inputs are checked, jitted at module level with the

@@ -238,6 +238,12 @@ def choices() -> dict[str, Choice]:
     return dict(_memory)
 
 
+def settings_key() -> tuple[bool, str | None, str | None, str]:
+    """The settings a trace of the scan reads, for the static key of a layer's jitted call:
+    under other settings (`config.update`) the call is traced again, as a new layer's was."""
+    return (config.tune, config.forward_form, config.backward_form, config.cache_dir)
+
+
 def forget() -> None:
     """Drops the choices held in memory (the cache file stays)."""
     _memory.clear()

@@ -8,6 +8,11 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # it tests it. Nothing is written to the user's cache directory.
 os.environ["JLSTM_TUNE"] = "0"
 os.environ["JLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="jlstm-test-cache-")
+# The tests' programs are tiny: XLA takes far longer to optimize them than to run them, so the
+# suite (and the subprocesses it starts, through the environment) asks it for little
+# optimization, which takes about a third off the suite. The programs compute the same
+# values; bench/ times the optimized builds users get.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

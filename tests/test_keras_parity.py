@@ -164,8 +164,8 @@ def keras_gradients(klayer, x, mask, initial_state):
 
     weights = [v.value for v in klayer.trainable_variables]
     others = [v.value for v in klayer.non_trainable_variables]
-    with reference():
-        return jax.grad(loss, argnums=(0, 1))(weights, x)
+    with reference():  # jitted: Keras's scan differentiated eagerly takes seconds
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(weights, x)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -182,7 +182,7 @@ def test_gradients_match_keras(kind, bidirectional, mask_kind):
         outs = layer.apply(params, x, mask=mask, initial_state=init)
         return sum(jax.numpy.sum(jax.numpy.sin(o)) for o in jax.tree.leaves(outs))
 
-    d_params, d_x = jax.grad(loss, argnums=(0, 1))(params, x)
+    d_params, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
     k_weights, k_x = keras_gradients(klayer, x, mask, init)
     assert_all_close(keras_weights(d_params) + [d_x], [np.asarray(w) for w in k_weights] + [k_x])
 

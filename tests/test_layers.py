@@ -19,10 +19,11 @@ KINDS = {
 }
 
 
-# Each rate alone and both for the LSTM; both for the other cells (the masks are drawn in one place).
+# Input dropout alone and both for the LSTM; both for the GRU and the SimpleRNN (the masks are
+# drawn in one place; the GRU without reset_after draws them as the GRU does).
 @pytest.mark.parametrize(
     "kind,dropout,recurrent_dropout",
-    [("LSTM", 0.4, 0.0), ("LSTM", 0.0, 0.3)] + [(kind, 0.4, 0.3) for kind in KINDS],
+    [("LSTM", 0.4, 0.0), ("LSTM", 0.4, 0.3), ("GRU", 0.4, 0.3), ("SimpleRNN", 0.4, 0.3)],
 )
 def test_dropout_matches_keras_with_the_same_masks(kind, dropout, recurrent_dropout, rng):
     ours, theirs, options = KINDS[kind]

@@ -19,9 +19,12 @@ B, T, F, U = 3, 7, 5, 6
 
 @pytest.fixture(autouse=True)
 def clean_config():
-    """Each test starts from the suite's settings (tuning off, a private cache) and leaves them."""
+    """Each test starts from the suite's settings (tuning off, a private cache) and leaves them,
+    with nothing compiled: the tuner is asked when a call is traced, and an earlier test may
+    have compiled the very call a test makes."""
     saved = dict(vars(jlstm.config))
     tuning.forget()
+    jax.clear_caches()
     yield
     jlstm.config.update(**saved)
     tuning.forget()

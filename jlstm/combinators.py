@@ -229,6 +229,12 @@ def _directions(
     ]
 
 
+def layer_keys(rng: jax.Array | None, count: int, what: str) -> list[jax.Array | None]:
+    """The key each of `count` stacked layers draws its dropout from, as `Sequential` splits
+    `rng` (None for every layer without one)."""
+    return [None] * count if rng is None else list(jax.random.split(_checks.prng_key(rng, what), count))
+
+
 def _shapes(shape: OutputShape) -> list[Shape]:
     """A recurrent layer's output shape, then its states' with return_state."""
     return shape if isinstance(shape, list) else [shape]
@@ -295,7 +301,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
                 f"{what}: expected inputs of rank 3 (batch, timesteps, features), got shape {tuple(x.shape)}"
             )
         mask = _checks.sequence_mask(mask, lengths, x.shape[0], x.shape[1], what)
-        keys = [None] * len(layers) if rng is None else list(jax.random.split(_checks.prng_key(rng, what), len(layers)))
+        keys = layer_keys(rng, len(layers), what)
         for layer, layer_params, key in zip(layers, params, keys):
             x_in = x
             x = layer.apply(layer_params, x, mask=mask, training=training, rng=key)

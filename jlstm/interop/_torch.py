@@ -13,7 +13,7 @@ import numpy as np
 
 from jlstm import _checks
 from jlstm.activations import get_activation
-from jlstm.combinators import Bidirectional, Sequential
+from jlstm.combinators import Bidirectional, Sequential, layer_keys
 from jlstm.interop._common import (
     Path,
     _abstract_params,
@@ -203,8 +203,7 @@ def _with_torch_states(layer: Layer, cfg: _TorchConfig) -> Layer:
         stack = [params] if count == 1 else params
         if not isinstance(stack, (tuple, list)) or len(stack) != count:
             raise ValueError(f"{what}: expected params as a tuple of {count}, got {type(params).__name__}")
-        # a key per layer, as Sequential splits it (only Dropout layers draw)
-        keys = [None] * count if rng is None else list(jax.random.split(_checks.prng_key(rng, what), count))
+        keys = layer_keys(rng, count, what)  # as the plain call's Sequential (only Dropout layers draw)
         finals: list[list[jax.Array]] = []  # per torch layer, its directions' final states in a row
         for sub, p, key in zip(stateful, stack, keys):
             if sub.type_name == "Dropout":

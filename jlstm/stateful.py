@@ -6,7 +6,8 @@ variable inside the layer.
 x_chunk)` runs one chunk from `state` and returns the outputs and the state to pass with the
 next chunk, and `reset(state, rows)` zeroes the state of some rows (Keras's `reset_state()`
 zeroes all of them). The layer is an `LSTM`, `GRU` or `SimpleRNN`, a `Bidirectional` over one,
-or a `Sequential` holding them; it need not have `return_state=True`.
+or a `Sequential` holding them; it need not have `return_state=True`. A layer from
+`jlstm.interop` works alike, its state in this layout (per layer `(h, c)`), not torch's.
 
 >>> import jax, jax.numpy as jnp
 >>> import jlstm

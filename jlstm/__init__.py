@@ -13,7 +13,7 @@ names and shapes.
 (4, 11, 10)
 """
 
-from jlstm import cudnn, interop
+from jlstm import cudnn, interop, stateful
 from jlstm.activations import get_activation
 from jlstm.cell import gru_step, lstm_gates, lstm_step, simple_rnn_step
 from jlstm.checkpoint import load, save
@@ -50,5 +50,6 @@ __all__ = [
     "lstm_step",
     "save",
     "simple_rnn_step",
+    "stateful",
     "summary",
 ]

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import B, F, T, U, close, data, reference
+from helpers import B, F, T, U, close, data, readme_param_counts, reference
 
 import jlstm
 from jlstm import interop
@@ -29,7 +29,8 @@ def scanned(cell, x, h0):
 
 
 def equinox_count(cell):
-    return sum(leaf.size for leaf in jax.tree_util.tree_leaves(eqx.filter(cell, eqx.is_array)))
+    """The scalars in the cell's array leaves (arrays or, under eqx.filter_eval_shape, shapes)."""
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(cell))
 
 
 # an Equinox GRU has no recurrent bias for r and z: jlstm's reset_after GRU keeps zeros for them
@@ -55,6 +56,13 @@ def test_from_equinox_without_bias(cell_type, order):
     for ours, theirs in [(params["kernel"], cell.weight_ih), (params["recurrent_kernel"], cell.weight_hh)]:
         blocks = np.split(np.asarray(theirs), len(order))
         np.testing.assert_array_equal(ours, np.concatenate([blocks[i] for i in order]).T)
+
+
+def test_param_counts_in_readme():
+    """Equinox's own count of its cells' arrays on 3 features with 5 units (as shapes: nothing is drawn)."""
+    cells = {"GRU": eqx.nn.GRUCell, "LSTM": eqx.nn.LSTMCell}
+    shapes = {name: eqx.filter_eval_shape(make, 3, 5, key=jax.random.key(0)) for name, make in cells.items()}
+    assert {name: equinox_count(cell) for name, cell in shapes.items()} == readme_param_counts("Equinox")
 
 
 def test_from_equinox_rejects_other_modules():

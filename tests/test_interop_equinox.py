@@ -71,7 +71,7 @@ def test_from_equinox_rejects_other_modules():
 
 
 def test_equinox_layer_trains():
-    layer = jlstm.GRU(3, dropout=0.3)
+    layer = jlstm.LSTM(3, dropout=0.3)  # as test_interop_nnx.py's, whose compiles it shares in one process
     model = interop.EquinoxLayer(layer, (None, T, F), key=jax.random.key(0))
     x, y = data(32), np.random.default_rng(33).normal(size=(B, 3)).astype(np.float32)
     lengths = np.array([T, 2, 0], np.int32)

@@ -82,6 +82,12 @@ def _name_of(fn: Any, table: dict[str, Any], what: str) -> str | None:
     raise TypeError(f"{what}: expected one of {sorted(table)} by name, got the callable {fn!r}")
 
 
+def _given(**keywords: Any) -> dict[str, Any]:
+    """The keywords that are not None: what a wrapper passes on to a layer's `apply`, which
+    takes only its own (a Dense takes no `lengths`)."""
+    return {name: value for name, value in keywords.items() if value is not None}
+
+
 def _leaf_layers(layer: Layer) -> list[Layer]:
     """A Sequential's layers with nested Sequentials spliced in; any other layer alone."""
     if layer.type_name != "Sequential":

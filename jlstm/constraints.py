@@ -78,9 +78,8 @@ class MaxNorm:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> MaxNorm(1.0)(jnp.array([[3.0], [4.0]])).round(4)
-        Array([[0.6],
-               [0.8]], dtype=float32)
+        >>> [round(v, 4) for v in MaxNorm(1.0)(jnp.array([[3.0], [4.0]])).ravel().tolist()]
+        [0.6, 0.8]
     """
 
     max_value: float = 2.0
@@ -120,9 +119,8 @@ class UnitNorm:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> UnitNorm()(jnp.array([[3.0], [4.0]])).round(4)
-        Array([[0.6],
-               [0.8]], dtype=float32)
+        >>> [round(v, 4) for v in UnitNorm()(jnp.array([[3.0], [4.0]])).ravel().tolist()]
+        [0.6, 0.8]
     """
 
     axis: Axis = 0
@@ -148,9 +146,8 @@ class MinMaxNorm:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> MinMaxNorm(2.0, 3.0)(jnp.array([[0.6], [0.8]])).round(4)
-        Array([[1.2],
-               [1.6]], dtype=float32)
+        >>> [round(v, 4) for v in MinMaxNorm(2.0, 3.0)(jnp.array([[0.6], [0.8]])).ravel().tolist()]
+        [1.2, 1.6]
     """
 
     min_value: float = 0.0

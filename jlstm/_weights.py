@@ -6,11 +6,15 @@ constraint (a `WeightRule` per leaf, from the layers), and whether it trains at 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jlstm import _checks
 
 Params = Any
 # `trainable` as fit and make_step take it: None (all), a bool, a pytree prefix of bools over
@@ -92,3 +96,35 @@ def leaves_with_rules(layer: Any, params: Params, trainable: Trainable, what: st
     mask = trainable_mask(params, trainable, what)
     flat = zip(jax.tree.leaves(params), jax.tree.leaves(tree), jax.tree.leaves(mask))
     return [(leaf, rule) for leaf, rule, keep in flat if keep]
+
+
+def penalty_or_none(layer: Any, params: Any, trainable: Any, what: str) -> jax.Array | None:
+    """`regularization_loss`, or None where no trainable param has a regularizer (so that a
+    loss without one is left bit for bit as it was)."""
+    terms = [
+        _penalty(rule, leaf)
+        for leaf, rule in leaves_with_rules(layer, params, trainable, what)
+        if rule.regularizer is not None
+    ]
+    if not terms:
+        return None
+    dtype = functools.reduce(jnp.promote_types, [t.dtype for t in terms], jnp.dtype(jnp.float32))
+    return functools.reduce(jnp.add, [t.astype(dtype) for t in terms])
+
+
+def _penalty(rule: WeightRule, leaf: jax.Array) -> jax.Array:
+    assert rule.regularizer is not None
+    value = _checks.array(rule.regularizer(leaf), f"{rule.name}_regularizer's penalty")
+    if value.shape != ():
+        raise ValueError(f"{rule.name}_regularizer: expected a scalar penalty, got shape {tuple(value.shape)}")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"{rule.name}_regularizer: expected a float penalty, got dtype {value.dtype}")
+    return value
+
+
+def constrained(leaf: Any, rule: WeightRule, keep: bool) -> Any:
+    """`leaf` projected by its rule's constraint where it has one and trains, checked."""
+    if not keep or rule.constraint is None:
+        return leaf
+    out = _checks.array(rule.constraint(leaf), f"{rule.name}_constraint's output")
+    return _checks.initialized(out, tuple(leaf.shape), leaf.dtype, f"{rule.name}_constraint", kind="constraint")

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jlstm import _checks, _weights
+
+if TYPE_CHECKING:  # layers.py imports this module
+    from jlstm.layers import Layer
 
 Constraint = Callable[[jax.Array], jax.Array]
 Axis = int | tuple[int, ...]
@@ -214,7 +217,7 @@ def get_constraint(identifier: str | Constraint | None, what: str = "constraint"
     return found() if isinstance(found, type) else found
 
 
-def apply_constraints(layer: Any, params: Any, *, trainable: Any = None) -> Any:
+def apply_constraints(layer: Layer, params: Any, *, trainable: Any = None) -> Any:
     """`params` with every constraint of `layer` applied to its param, through `Sequential`
     and `Bidirectional`; params without one are returned as they are. Pure: it works under
     `jax.jit`.
@@ -237,11 +240,4 @@ def apply_constraints(layer: Any, params: Any, *, trainable: Any = None) -> Any:
     """
     tree = _weights.rules(layer, params)
     mask = _weights.trainable_mask(params, trainable, "apply_constraints trainable")
-    return jax.tree.map(_constrained, params, tree, mask)
-
-
-def _constrained(leaf: Any, rule: _weights.WeightRule, keep: bool) -> Any:
-    if not keep or rule.constraint is None:
-        return leaf
-    out = _checks.array(rule.constraint(leaf), f"{rule.name}_constraint's output")
-    return _checks.initialized(out, tuple(leaf.shape), leaf.dtype, f"{rule.name}_constraint", kind="constraint")
+    return jax.tree.map(_weights.constrained, params, tree, mask)

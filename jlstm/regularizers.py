@@ -25,16 +25,18 @@ L1(l1=0.01)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jlstm import _checks, _weights
+
+if TYPE_CHECKING:  # layers.py imports this module
+    from jlstm.layers import Layer
 
 Regularizer = Callable[[jax.Array], jax.Array]
 
@@ -210,7 +212,7 @@ def get_regularizer(identifier: str | Regularizer | None, what: str = "regulariz
     return found() if isinstance(found, type) else found
 
 
-def regularization_loss(layer: Any, params: Any, *, trainable: Any = None) -> jax.Array:
+def regularization_loss(layer: Layer, params: Any, *, trainable: Any = None) -> jax.Array:
     """The sum of every penalty of `layer`'s regularizers on `params`, through `Sequential`
     and `Bidirectional` (Keras's `sum(model.losses)` from weight regularizers), as a scalar;
     0.0 where none is set. Pure: it works under `jax.jit` and `jax.grad`.
@@ -232,29 +234,5 @@ def regularization_loss(layer: Any, params: Any, *, trainable: Any = None) -> ja
         >>> bool(loss == 0.01 * (params[0]["kernel"] ** 2).sum())
         True
     """
-    penalty = penalty_or_none(layer, params, trainable, "regularization_loss trainable")
+    penalty = _weights.penalty_or_none(layer, params, trainable, "regularization_loss trainable")
     return jnp.zeros((), jnp.float32) if penalty is None else penalty
-
-
-def penalty_or_none(layer: Any, params: Any, trainable: Any, what: str) -> jax.Array | None:
-    """`regularization_loss`, or None where no trainable param has a regularizer (so that a
-    loss without one is left bit for bit as it was)."""
-    terms = [
-        _penalty(rule, leaf)
-        for leaf, rule in _weights.leaves_with_rules(layer, params, trainable, what)
-        if rule.regularizer is not None
-    ]
-    if not terms:
-        return None
-    dtype = functools.reduce(jnp.promote_types, [t.dtype for t in terms], jnp.dtype(jnp.float32))
-    return functools.reduce(jnp.add, [t.astype(dtype) for t in terms])
-
-
-def _penalty(rule: _weights.WeightRule, leaf: jax.Array) -> jax.Array:
-    assert rule.regularizer is not None
-    value = _checks.array(rule.regularizer(leaf), f"{rule.name}_regularizer's penalty")
-    if value.shape != ():
-        raise ValueError(f"{rule.name}_regularizer: expected a scalar penalty, got shape {tuple(value.shape)}")
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-        raise TypeError(f"{rule.name}_regularizer: expected a float penalty, got dtype {value.dtype}")
-    return value

@@ -40,10 +40,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jlstm import _checks, _weights
+from jlstm._weights import penalty_or_none
 from jlstm.checkpoint import load, restore, save
 from jlstm.constraints import apply_constraints
 from jlstm.layers import Layer, Params
-from jlstm.regularizers import penalty_or_none
 from jlstm.summary import abstract_init
 
 # (outputs, targets) -> per-example values (batch,) or per-step values (batch, timesteps).

@@ -142,11 +142,6 @@ class OrthogonalRegularizer:
     Args:
         factor: the factor, a float >= 0 (Keras's default, 0.01).
         mode: "rows" or "columns".
-
-    Examples:
-        >>> import jax.numpy as jnp
-        >>> float(OrthogonalRegularizer(1.0)(jnp.eye(3)))
-        0.0
     """
 
     factor: float = 0.01
@@ -227,12 +222,13 @@ def regularization_loss(layer: Layer, params: Any, *, trainable: Any = None) -> 
         The summed penalty, a scalar (float32, or the params' wider float).
 
     Examples:
-        >>> import jax, jlstm
-        >>> model = jlstm.Sequential([jlstm.LSTM(4, kernel_regularizer="l2"), jlstm.Dense(1)])
-        >>> _, params = model.init(jax.random.key(0), (None, 5, 3))
-        >>> loss = jlstm.regularization_loss(model, params)
-        >>> bool(loss == 0.01 * (params[0]["kernel"] ** 2).sum())
-        True
+        >>> import jax.numpy as jnp, jlstm
+        >>> dense = jlstm.Dense(2, kernel_regularizer="l2", bias_regularizer=jlstm.regularizers.L1(0.5))
+        >>> params = {"kernel": jnp.ones((3, 2)), "bias": -jnp.ones(2)}
+        >>> round(float(jlstm.regularization_loss(dense, params)), 6)  # 0.01 * 6 + 0.5 * 2
+        1.06
+        >>> round(float(jlstm.regularization_loss(dense, params, trainable={"kernel": True, "bias": False})), 6)
+        0.06
     """
     penalty = _weights.penalty_or_none(layer, params, trainable, "regularization_loss trainable")
     return jnp.zeros((), jnp.float32) if penalty is None else penalty

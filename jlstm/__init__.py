@@ -13,13 +13,15 @@ names and shapes.
 (4, 11, 10)
 """
 
-from jlstm import cudnn, interop, stateful
+from jlstm import constraints, cudnn, interop, regularizers, stateful
 from jlstm.activations import get_activation
 from jlstm.cell import gru_step, lstm_gates, lstm_step, simple_rnn_step
 from jlstm.checkpoint import load, save
 from jlstm.combinators import Bidirectional, Sequential
+from jlstm.constraints import apply_constraints
 from jlstm.initializers import get_initializer
 from jlstm.layers import GRU, LSTM, ApplyFn, Dense, Dropout, InitFn, Layer, Masking, SimpleRNN
+from jlstm.regularizers import regularization_loss
 from jlstm.summary import Namer, count_params, summary
 from jlstm.tuning import config
 
@@ -38,7 +40,9 @@ __all__ = [
     "Namer",
     "Sequential",
     "SimpleRNN",
+    "apply_constraints",
     "config",
+    "constraints",
     "count_params",
     "cudnn",
     "get_activation",
@@ -48,6 +52,8 @@ __all__ = [
     "load",
     "lstm_gates",
     "lstm_step",
+    "regularization_loss",
+    "regularizers",
     "save",
     "simple_rnn_step",
     "stateful",

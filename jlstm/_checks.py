@@ -76,14 +76,13 @@ def mask_value(value: Any, what: str) -> int | float:
     return float(value) if isinstance(value, (float, np.floating)) else int(value)
 
 
-def initialized(value: Any, shape: tuple[int, ...], dtype: Any, what: str) -> jax.Array:
-    """A custom initializer's output: an array of the `shape` and `dtype` it was asked for."""
+def initialized(value: Any, shape: tuple[int, ...], dtype: Any, what: str, *, kind: str = "initializer") -> jax.Array:
+    """A custom initializer's (or constraint's, ...: `kind`) output: an array of the `shape`
+    and `dtype` it was asked for."""
     want = f"{jnp.dtype(dtype)} {tuple(shape)}"
     got = f"{value.dtype} {tuple(value.shape)}" if hasattr(value, "shape") and hasattr(value, "dtype") else None
     if got != want:
-        raise ValueError(
-            f"{what}: expected the initializer to return a {want} array, got {got or type(value).__name__}"
-        )
+        raise ValueError(f"{what}: expected the {kind} to return a {want} array, got {got or type(value).__name__}")
     return value
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, _recurrent, cudnn, tuning
+from jlstm import _checks, _recurrent, _weights, cudnn, tuning
 from jlstm._recurrent import RecurrentSpec, States
 from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, _constructor, as_apply_fn
 from jlstm.scan import ScanResult
@@ -145,10 +145,14 @@ def Bidirectional(
         )
         return _bidirectional_compute(params, x, mask, states, key, statics)
 
+    def weight_rules(params: Params) -> Params:
+        _checks.param_keys(params, ("forward", "backward"), what)
+        return {role: _weights.rules(sub, params[role]) for role, sub in (("forward", forward), ("backward", backward))}
+
     config = {"layer": layer, "merge_mode": merge_mode, "backward_layer": backward_layer}
     # The layers the caller built (not the internal copies), as Keras counts their names.
     sublayers = (layer,) if backward_layer is None else (layer, backward_layer)
-    return Layer(init, as_apply_fn(apply), "Bidirectional", name, config, sublayers)
+    return Layer(init, as_apply_fn(apply), "Bidirectional", name, config, sublayers, weight_rules=weight_rules)
 
 
 class _BidirectionalStatics(NamedTuple):
@@ -264,6 +268,15 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
     layers = _checks.items(layers, Layer, "Sequential", "a non-empty list of jlstm layers")
     what = _checks.layer_name(name, "Sequential")
 
+    def check_params(params: Params) -> None:
+        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
+            got = (
+                f"{type(params).__name__} of {len(params)}"
+                if isinstance(params, (tuple, list))
+                else type(params).__name__
+            )
+            raise ValueError(f"{what}: expected params as a tuple of {len(layers)}, got {got}")
+
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
         keys = jax.random.split(_checks.prng_key(rng, f"{what} init"), len(layers))
         shape: OutputShape = _checks.sequence_shape(input_shape, what)
@@ -288,13 +301,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         rng: jax.Array | None = None,
     ) -> Any:
         _checks.training(training, what)
-        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-            got = (
-                f"{type(params).__name__} of {len(params)}"
-                if isinstance(params, (tuple, list))
-                else type(params).__name__
-            )
-            raise ValueError(f"{what}: expected params as a tuple of {len(layers)}, got {got}")
+        check_params(params)
         x = _checks.array(inputs, f"{what} inputs")
         if x.ndim != 3:
             raise ValueError(
@@ -311,4 +318,10 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
                 mask = None
         return x
 
-    return Layer(init, as_apply_fn(apply), "Sequential", name, {"layers": layers}, sublayers=layers)
+    def weight_rules(params: Params) -> Params:
+        check_params(params)
+        rules = [_weights.rules(layer, layer_params) for layer, layer_params in zip(layers, params)]
+        return rules if isinstance(params, list) else tuple(rules)
+
+    config = {"layers": layers}
+    return Layer(init, as_apply_fn(apply), "Sequential", name, config, sublayers=layers, weight_rules=weight_rules)

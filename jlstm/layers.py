@@ -22,10 +22,12 @@ from typing import Any, NamedTuple, Protocol, TypeVar, cast
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, _recurrent, cudnn, tuning
+from jlstm import _checks, _recurrent, _weights, cudnn, tuning
 from jlstm.activations import Activation, get_activation
 from jlstm.cell import Cell, gru_cell, lstm_cell, param_shapes, simple_rnn_cell
+from jlstm.constraints import Constraint, get_constraint
 from jlstm.initializers import Initializer, get_initializer
+from jlstm.regularizers import Regularizer, get_regularizer
 
 Shape = tuple[int | None, ...]
 OutputShape = Shape | list[Shape]
@@ -109,6 +111,9 @@ class Layer:
         compute_mask: `(inputs, mask) -> mask` for the layer after this one in a
             `Sequential`, or None: the mask is kept while outputs keep the time axis.
         spec: a recurrent layer's static spec, for `Bidirectional`; else None.
+        weight_rules: `params -> tree` of the params' structure holding each param's
+            regularizer and constraint (for `jlstm.regularization_loss` and
+            `jlstm.apply_constraints`), or None: the layer has none.
     """
 
     init: InitFn
@@ -121,6 +126,9 @@ class Layer:
     compute_mask: Callable[[jax.Array, jax.Array | None], jax.Array | None] | None = None
     # A recurrent layer's static spec (its cell, units, ...), for Bidirectional; else None.
     spec: Any = None
+    # params -> each param's _weights.WeightRule (regularizer, constraint), in the params'
+    # structure; None: the layer has none.
+    weight_rules: Callable[[Params], Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", types.MappingProxyType(dict(self.config)))
@@ -154,6 +162,12 @@ def LSTM(
     kernel_initializer: str | Initializer = "glorot_uniform",
     recurrent_initializer: str | Initializer = "orthogonal",
     bias_initializer: str | Initializer = "zeros",
+    kernel_regularizer: str | Regularizer | None = None,
+    recurrent_regularizer: str | Regularizer | None = None,
+    bias_regularizer: str | Regularizer | None = None,
+    kernel_constraint: str | Constraint | None = None,
+    recurrent_constraint: str | Constraint | None = None,
+    bias_constraint: str | Constraint | None = None,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     unroll: int | bool = 1,
@@ -192,6 +206,15 @@ def LSTM(
             `(key, shape, dtype) -> array`.
         recurrent_initializer: the recurrent kernel's initializer, as `kernel_initializer`.
         bias_initializer: the bias's initializer, as `kernel_initializer`.
+        kernel_regularizer: the kernel's penalty in training, a Keras name ("l1", "l2",
+            "l1l2") or a callable `(array) -> scalar` (`jlstm.regularizers`), or None.
+        recurrent_regularizer: the recurrent kernel's, as `kernel_regularizer`.
+        bias_regularizer: the bias's, as `kernel_regularizer`.
+        kernel_constraint: the kernel's projection after each training update, a Keras
+            name ("max_norm", "non_neg", ...) or a callable `(array) -> array`
+            (`jlstm.constraints`), or None.
+        recurrent_constraint: the recurrent kernel's, as `kernel_constraint`.
+        bias_constraint: the bias's, as `kernel_constraint`.
         dropout: the fraction of the inputs dropped in training.
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
@@ -266,7 +289,31 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         )
         return _recurrent_compute(params, x, mask, states, key, statics)
 
-    return Layer(init, as_apply_fn(apply), type_name, config["name"], config, spec=spec)
+    names = ("kernel", "recurrent_kernel", "bias") if spec.use_bias else ("kernel", "recurrent_kernel")
+    rules = _weight_rules(config, names, what)
+    return Layer(init, as_apply_fn(apply), type_name, config["name"], config, spec=spec, weight_rules=rules)
+
+
+# A param's name -> the prefix of its constructor arguments (Keras's `recurrent_regularizer`
+# is the recurrent kernel's).
+_RULE_PREFIX = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
+
+
+def _weight_rules(config: Mapping[str, Any], names: tuple[str, ...], what: str) -> Callable[[Params], Any]:
+    """The layer's `weight_rules`: its params `names`' regularizers and constraints, from its
+    constructor arguments `<prefix>_regularizer` and `<prefix>_constraint` (checked here)."""
+    rules = {}
+    for param in names:
+        arg = f"{what} {_RULE_PREFIX[param]}"
+        regularizer = get_regularizer(config[f"{_RULE_PREFIX[param]}_regularizer"], f"{arg}_regularizer")
+        constraint = get_constraint(config[f"{_RULE_PREFIX[param]}_constraint"], f"{arg}_constraint")
+        rules[param] = _weights.WeightRule(regularizer, constraint, arg)
+
+    def weight_rules(params: Params) -> Any:
+        _checks.param_keys(params, names, what)
+        return {key: rules[key] for key in params}
+
+    return weight_rules
 
 
 class _RecurrentStatics(NamedTuple):
@@ -340,6 +387,12 @@ def GRU(
     kernel_initializer: str | Initializer = "glorot_uniform",
     recurrent_initializer: str | Initializer = "orthogonal",
     bias_initializer: str | Initializer = "zeros",
+    kernel_regularizer: str | Regularizer | None = None,
+    recurrent_regularizer: str | Regularizer | None = None,
+    bias_regularizer: str | Regularizer | None = None,
+    kernel_constraint: str | Constraint | None = None,
+    recurrent_constraint: str | Constraint | None = None,
+    bias_constraint: str | Constraint | None = None,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     unroll: int | bool = 1,
@@ -371,6 +424,15 @@ def GRU(
             `(key, shape, dtype) -> array`.
         recurrent_initializer: the recurrent kernel's initializer, as `kernel_initializer`.
         bias_initializer: the bias's initializer, as `kernel_initializer`.
+        kernel_regularizer: the kernel's penalty in training, a Keras name ("l1", "l2",
+            "l1l2") or a callable `(array) -> scalar` (`jlstm.regularizers`), or None.
+        recurrent_regularizer: the recurrent kernel's, as `kernel_regularizer`.
+        bias_regularizer: the bias's, as `kernel_regularizer`.
+        kernel_constraint: the kernel's projection after each training update, a Keras
+            name ("max_norm", "non_neg", ...) or a callable `(array) -> array`
+            (`jlstm.constraints`), or None.
+        recurrent_constraint: the recurrent kernel's, as `kernel_constraint`.
+        bias_constraint: the bias's, as `kernel_constraint`.
         dropout: the fraction of the inputs dropped in training.
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
@@ -405,6 +467,12 @@ def SimpleRNN(
     kernel_initializer: str | Initializer = "glorot_uniform",
     recurrent_initializer: str | Initializer = "orthogonal",
     bias_initializer: str | Initializer = "zeros",
+    kernel_regularizer: str | Regularizer | None = None,
+    recurrent_regularizer: str | Regularizer | None = None,
+    bias_regularizer: str | Regularizer | None = None,
+    kernel_constraint: str | Constraint | None = None,
+    recurrent_constraint: str | Constraint | None = None,
+    bias_constraint: str | Constraint | None = None,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     unroll: int | bool = 1,
@@ -428,6 +496,15 @@ def SimpleRNN(
             `(key, shape, dtype) -> array`.
         recurrent_initializer: the recurrent kernel's initializer, as `kernel_initializer`.
         bias_initializer: the bias's initializer, as `kernel_initializer`.
+        kernel_regularizer: the kernel's penalty in training, a Keras name ("l1", "l2",
+            "l1l2") or a callable `(array) -> scalar` (`jlstm.regularizers`), or None.
+        recurrent_regularizer: the recurrent kernel's, as `kernel_regularizer`.
+        bias_regularizer: the bias's, as `kernel_regularizer`.
+        kernel_constraint: the kernel's projection after each training update, a Keras
+            name ("max_norm", "non_neg", ...) or a callable `(array) -> array`
+            (`jlstm.constraints`), or None.
+        recurrent_constraint: the recurrent kernel's, as `kernel_constraint`.
+        bias_constraint: the bias's, as `kernel_constraint`.
         dropout: the fraction of the inputs dropped in training.
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
@@ -455,6 +532,10 @@ def Dense(
     use_bias: bool = True,
     kernel_initializer: str | Initializer = "glorot_uniform",
     bias_initializer: str | Initializer = "zeros",
+    kernel_regularizer: str | Regularizer | None = None,
+    bias_regularizer: str | Regularizer | None = None,
+    kernel_constraint: str | Constraint | None = None,
+    bias_constraint: str | Constraint | None = None,
     name: str | None = None,
 ) -> Layer:
     """A Keras Dense layer on the last axis: `activation(x @ kernel + bias)`.
@@ -468,6 +549,13 @@ def Dense(
         kernel_initializer: the kernel's initializer, a Keras name or a callable
             `(key, shape, dtype) -> array`.
         bias_initializer: the bias's initializer, as `kernel_initializer`.
+        kernel_regularizer: the kernel's penalty in training, a Keras name ("l1", "l2",
+            "l1l2") or a callable `(array) -> scalar` (`jlstm.regularizers`), or None.
+        bias_regularizer: the bias's, as `kernel_regularizer`.
+        kernel_constraint: the kernel's projection after each training update, a Keras
+            name ("max_norm", "non_neg", ...) or a callable `(array) -> array`
+            (`jlstm.constraints`), or None.
+        bias_constraint: the bias's, as `kernel_constraint`.
         name: the layer's name in a summary.
 
     Returns:
@@ -510,7 +598,8 @@ def Dense(
             y = y + jnp.broadcast_to(params["bias"], y.shape)
         return act(y)
 
-    return Layer(init, as_apply_fn(apply), "Dense", name, config)
+    rules = _weight_rules(config, ("kernel", "bias") if use_bias else ("kernel",), what)
+    return Layer(init, as_apply_fn(apply), "Dense", name, config, weight_rules=rules)
 
 
 @_constructor

@@ -39,15 +39,21 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from jlstm import _checks
+from jlstm import _checks, _weights
+from jlstm._weights import penalty_or_none
 from jlstm.checkpoint import load, restore, save
+from jlstm.constraints import apply_constraints
 from jlstm.layers import Layer, Params
 from jlstm.summary import abstract_init
 
 # (outputs, targets) -> per-example values (batch,) or per-step values (batch, timesteps).
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 Metrics = Mapping[str, Loss]
-Data = Sequence[Any]  # (x, y) or (x, y, mask); mask bool (batch, timesteps) or None
+# (x, y), (x, y, mask) or (x, y, lengths): mask bool (batch, timesteps), lengths int (batch,), or None
+Data = Sequence[Any]
+# Which params train: None (all), a bool, a pytree prefix of bools over the params (lists and
+# tuples alike: [False, True] for a Sequential of two layers), or (path, leaf) -> bool.
+Trainable = Any
 # Metric name -> per-epoch means; and "stopped" -> why, where fit stopped at a non-finite loss.
 History = dict[str, list[float] | str]
 PathLike = str | os.PathLike
@@ -215,15 +221,24 @@ def make_step(
     *,
     metrics: Metrics | None = None,
     dropout: bool = False,
+    trainable: Trainable = None,
 ) -> Callable[..., tuple[Params, optax.OptState, dict[str, jax.Array]]]:
     """A jitted train step `step(params, opt_state, x, y, mask=None, weight=None, rng=None)
     -> (params, opt_state, metrics)`.
 
     `loss` maps `(outputs, y)` to per-example values, or per-step values that are
     averaged over `mask`; the batch loss is their mean weighted by `weight` (batch,)
-    (zero for padding rows). `metrics` are more such functions, reported as batch means
-    next to "loss". With `dropout`, the layer runs with `training=True, rng=rng`. Clip
-    gradients in the optimizer: `optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`.
+    (zero for padding rows), plus the layers' regularizer penalties
+    (`jlstm.regularization_loss`), as Keras adds them. `metrics` are more such functions,
+    reported as batch means next to "loss". With `dropout`, the layer runs with
+    `training=True, rng=rng`. Clip gradients in the optimizer:
+    `optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`. After the optimizer's
+    update the layers' constraints project their params (`jlstm.apply_constraints`), as
+    Keras's optimizer does.
+
+    `trainable` freezes params: those it marks False keep their values bit for bit, add no
+    penalty and take no constraint, and the optimizer holds no state for them (see
+    `freeze`): start from `opt_state = train.freeze(optimizer, trainable).init(params)`.
 
     Args:
         layer: the model, a `Layer`.
@@ -231,6 +246,9 @@ def make_step(
         optimizer: an optax gradient transformation.
         metrics: more such functions by name, reported next to "loss"; None for none.
         dropout: run the layer in training mode (`training=True, rng=rng`).
+        trainable: which params train: None (all), a bool, a pytree prefix of bools over
+            the params (`[False, True]` for a Sequential of two layers; lists and tuples
+            alike), or a callable `(path, leaf) -> bool` (`path` a `jax.tree_util` key path).
 
     Returns:
         `step(params, opt_state, x, y, mask=None, weight=None, rng=None) -> (params,
@@ -248,9 +266,16 @@ def make_step(
         ['loss']
     """
     fns = {"loss": loss, **(metrics or {})}
+    what = "train step trainable"
+    if trainable is not None:
+        optimizer = _frozen(optimizer, trainable, what)
 
     def objective(params, x, y, mask, weight, rng):
+        params = _stop_frozen_gradients(params, trainable, what)
         means = _batch_means(layer, fns, params, x, y, mask, weight, rng, dropout)
+        penalty = penalty_or_none(layer, params, trainable, what)
+        if penalty is not None:
+            means = {**means, "loss": means["loss"] + penalty.astype(means["loss"].dtype)}
         return means["loss"], means
 
     @jax.jit
@@ -260,14 +285,78 @@ def make_step(
         # count), so its update runs under JAX's defaults whatever promotion the caller set.
         with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
             updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, means
+        # Keras's order: the update, then the constraints of the trainable params.
+        new = apply_constraints(layer, optax.apply_updates(params, updates), trainable=trainable)
+        if trainable is not None:  # frozen params as they came, bit for bit (not p + 0.0)
+            mask = _weights.trainable_mask(params, trainable, what)
+            new = jax.tree.map(lambda keep, p, old: p if keep else old, mask, new, params)
+        return new, opt_state, means
+
+    expected_states: dict[Any, Any] = {}
 
     def checked_step(params, opt_state, x, y, mask=None, weight=None, rng=None):
         if dropout and rng is None:
             raise ValueError("train step: expected an rng key with dropout=True, got None")
+        if trainable is not None:
+            _check_frozen_state(optimizer, params, opt_state, expected_states)
         return step(params, opt_state, x, y, mask, weight, rng)
 
     return checked_step
+
+
+def freeze(optimizer: optax.GradientTransformation, trainable: Trainable) -> optax.GradientTransformation:
+    """`optimizer` over the trainable params only: the frozen ones get zero updates and no
+    optimizer state (`optax.multi_transform` with `optax.set_to_zero()` for them). Its
+    `init(params)` gives the opt_state that `make_step(..., trainable=)` takes.
+
+    Args:
+        optimizer: an optax gradient transformation.
+        trainable: which params train, as `make_step` takes it.
+
+    Returns:
+        The optax gradient transformation.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, optax
+        >>> params = {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}
+        >>> state = freeze(optax.adam(1e-3), {"kernel": False, "bias": True}).init(params)
+        >>> [leaf.shape for leaf in jax.tree.leaves(state)]  # adam's count, then mu and nu of the bias
+        [(), (2,), (2,)]
+    """
+    return _frozen(optimizer, trainable, "freeze trainable")
+
+
+_TRAINABLE, _FROZEN = "trainable", "frozen"
+
+
+def _frozen(optimizer: optax.GradientTransformation, trainable: Trainable, what: str) -> optax.GradientTransformation:
+    def labels(params: Params) -> Params:
+        mask = _weights.trainable_mask(params, trainable, what)
+        return jax.tree.map(lambda keep: _TRAINABLE if keep else _FROZEN, mask)
+
+    return optax.multi_transform({_TRAINABLE: optimizer, _FROZEN: optax.set_to_zero()}, labels)
+
+
+def _stop_frozen_gradients(params: Params, trainable: Trainable, what: str) -> Params:
+    if trainable is None:
+        return params
+    mask = _weights.trainable_mask(params, trainable, what)
+    return jax.tree.map(lambda keep, p: p if keep else jax.lax.stop_gradient(p), mask, params)
+
+
+def _check_frozen_state(
+    optimizer: optax.GradientTransformation, params: Params, opt_state: Any, expected: dict[Any, Any]
+) -> None:
+    """Checks `opt_state` has the structure of `optimizer.init(params)` (the frozen optimizer's),
+    read once per params structure: a plain optimizer's state fails inside optax otherwise."""
+    treedef = jax.tree.structure(params)
+    if treedef not in expected:
+        expected[treedef] = jax.tree.structure(jax.eval_shape(optimizer.init, params))
+    if jax.tree.structure(opt_state) != expected[treedef]:
+        raise ValueError(
+            "train step: expected opt_state = train.freeze(optimizer, trainable).init(params) with trainable=, "
+            "got a state of another structure (optimizer.init(params)'s holds state for the frozen params too)"
+        )
 
 
 def make_eval_step(layer: Layer, loss: Loss, *, metrics: Metrics | None = None) -> EvalStep:
@@ -319,12 +408,19 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(devices), (BATCH_AXIS,))
 
 
-def _check_inputs(x: Any, mask: Any, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _check_inputs(x: Any, mask: Any, what: str, lengths: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """x, and the bool mask from `mask` or `lengths` (a 1-D `mask` is lengths)."""
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"{what}: expected x of rank 3 (batch > 0, timesteps, features), got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.number):
         raise TypeError(f"{what}: expected numeric x, got dtype {x.dtype}")
+    if mask is not None and lengths is not None:
+        raise ValueError(f"{what}: expected mask or lengths, got both")
+    if mask is not None and np.ndim(mask) == 1:
+        mask, lengths = None, mask
+    if lengths is not None:  # checked (int, (batch,), in [0, timesteps]) and made a mask, here
+        return x, np.asarray(_checks.sequence_mask(None, lengths, x.shape[0], x.shape[1], what))
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != x.shape[:2]:
@@ -343,7 +439,7 @@ def _listed(values: np.ndarray, most: int = 5) -> str:
 def _check_data(data: Data, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         got = f"{type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list)) else type(data).__name__
-        raise TypeError(f"{what}: expected (x, y) or (x, y, mask), got {got}")
+        raise TypeError(f"{what}: expected (x, y), (x, y, mask) or (x, y, lengths), got {got}")
     x, y, mask = (*data, None)[:3]
     x, mask = _check_inputs(x, mask, what)
     y = np.asarray(y)
@@ -430,17 +526,22 @@ def evaluate(
     metrics: Metrics | None = None,
     batch_size: int = 256,
     mesh: Mesh | None = None,
+    trainable: Trainable = None,
 ) -> dict[str, float]:
-    """Mean loss and metrics of `params` over all of `data` ((x, y) or (x, y, mask)).
+    """Mean loss and metrics of `params` over all of `data` ((x, y), (x, y, mask) or
+    (x, y, lengths)). The loss includes the layers' regularizer penalties, as Keras's
+    `evaluate` does (those of the trainable params).
 
     Args:
         layer: the model, a `Layer`.
         params: its params.
-        data: `(x, y)` or `(x, y, mask)`, examples on the first axis.
+        data: `(x, y)`, `(x, y, mask)` or `(x, y, lengths)`, examples on the first axis:
+            mask bool (examples, timesteps), lengths int (examples,) in [0, timesteps].
         loss: `(outputs, y) -> values`, per example or per step, as for `make_step`.
         metrics: more such functions by name; None for none.
         batch_size: examples per batch (the last batch is padded, at weight 0).
         mesh: the mesh to shard batches over; None for `data_mesh()`.
+        trainable: the params whose penalties count, as `make_step` takes it (None: all).
 
     Returns:
         "loss" and each metric by name, each its mean over every example.
@@ -456,7 +557,13 @@ def evaluate(
     """
     data = _checked(layer, loss, data, "evaluate data")
     metrics_items = tuple(sorted((metrics or {}).items()))
-    return _evaluate(_eval_step(layer, loss, metrics_items), params, data, batch_size, mesh)
+    means = _evaluate(_eval_step(layer, loss, metrics_items), params, data, batch_size, mesh)
+    return _with_penalty(means, penalty_or_none(layer, params, trainable, "evaluate trainable"))
+
+
+def _with_penalty(means: dict[str, float], penalty: jax.Array | None) -> dict[str, float]:
+    """The means, the penalty added to the loss (once: it is the same for every batch)."""
+    return means if penalty is None else {**means, "loss": means["loss"] + float(penalty)}
 
 
 # The jitted functions evaluate and predict call, by layer (a layer hashes by identity, its
@@ -497,6 +604,7 @@ def predict(
     x: Any,
     mask: Any = None,
     *,
+    lengths: Any = None,
     batch_size: int = 256,
     mesh: Mesh | None = None,
 ) -> np.ndarray:
@@ -506,7 +614,9 @@ def predict(
         layer: the model, a `Layer`.
         params: its params.
         x: the inputs (examples, timesteps, features).
-        mask: a bool (examples, timesteps) mask for the layer, or None.
+        mask: a bool (examples, timesteps) mask for the layer (or int (examples,)
+            lengths, as in data tuples), or None.
+        lengths: int (examples,) lengths in [0, timesteps] instead of a mask, or None.
         batch_size: examples per batch.
         mesh: the mesh to shard batches over; None for `data_mesh()`.
 
@@ -521,7 +631,7 @@ def predict(
         >>> predict(model, params, np.ones((5, 4, 2), np.float32)).shape
         (5, 2)
     """
-    x, mask = _check_inputs(x, mask, "predict")
+    x, mask = _check_inputs(x, mask, "predict", lengths)
     batch_size = min(_checks.positive_int(batch_size, "predict batch_size"), len(x))
     mesh = data_mesh() if mesh is None else mesh
     apply = _predict_step(layer)
@@ -621,6 +731,7 @@ class _Run(NamedTuple):
     dropout: bool
     epochs: int
     progress: bool
+    penalty: Callable[[Params], jax.Array] | None  # the validation loss's regularizer penalty
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -651,6 +762,7 @@ def _epoch(
         stopped = _divergence(np.array(jax.device_get(losses)), params, desc)
         if stopped is None and run.validation is not None:
             val = _evaluate(run.eval_step, params, run.validation, run.batch_size, run.mesh)
+            val = _with_penalty(val, None if run.penalty is None else run.penalty(_local_replica(params)))
             logs |= {f"val_{k}": v for k, v in val.items()}
         bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
     if run.progress and not live:
@@ -665,6 +777,15 @@ def _divergence(losses: np.ndarray, params: Params, where: str) -> str | None:
     if not bool(_params_finite(params)):
         return f"{where}: the params came out non-finite"
     return None
+
+
+def _penalty_fn(layer: Layer, params: Params, trainable: Trainable) -> Callable[[Params], jax.Array] | None:
+    """The jitted regularizer penalty of `layer`'s params, or None where it has none."""
+
+    def penalty(p: Params) -> jax.Array | None:
+        return penalty_or_none(layer, p, trainable, "fit trainable")
+
+    return None if jax.eval_shape(penalty, params) is None else jax.jit(penalty)
 
 
 def _local_replica(tree: Any) -> Any:
@@ -685,6 +806,7 @@ def fit(
     batch_size: int,
     rng: jax.Array,
     dropout: bool = False,
+    trainable: Trainable = None,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = False,
     checkpoint_to: PathLike | None = None,
@@ -694,11 +816,14 @@ def fit(
     trained params and a history of per-epoch means ("loss", each metric, and "val_"
     ones for `validation_data`).
 
-    Data are `(x, y)` or `(x, y, mask)` arrays with examples on the first axis; the mask
-    reaches the layer. `rng` drives the shuffling (and dropout, with `dropout=True`);
-    nothing else is random. Batches are sharded over `devices` (default: all), params
-    replicated. `progress` shows a tqdm bar per epoch on a terminal, and one line per epoch
-    where stderr is not one (a log file).
+    Data are `(x, y)`, `(x, y, mask)` or `(x, y, lengths)` arrays with examples on the first
+    axis: a third array of shape (examples,) is int lengths (each in [0, timesteps]), one of
+    shape (examples, timesteps) a mask, and either reaches the layer as its mask. The loss
+    includes the layers' regularizer penalties and the constraints project the params after
+    every step (`make_step`); `trainable` freezes params as `make_step` does. `rng` drives
+    the shuffling (and dropout, with `dropout=True`); nothing else is random. Batches are
+    sharded over `devices` (default: all), params replicated. `progress` shows a tqdm bar
+    per epoch on a terminal, and one line per epoch where stderr is not one (a log file).
 
     Checked before training: both data sets' shapes, dtypes and masks, the validation data
     against the model and loss (traced, not run), and, for a class-label loss
@@ -722,7 +847,7 @@ def fit(
         layer: the model, a `Layer`.
         params: its initial params.
         optimizer: an optax gradient transformation.
-        train_data: `(x, y)` or `(x, y, mask)`, examples on the first axis.
+        train_data: `(x, y)`, `(x, y, mask)` or `(x, y, lengths)`, examples on the first axis.
         validation_data: data of the same form, evaluated after each epoch; None for none.
         loss: `(outputs, y) -> values`, per example or per step, as for `make_step`.
         metrics: more such functions by name, reported next to "loss"; None for none.
@@ -730,6 +855,8 @@ def fit(
         batch_size: examples per step (the last batch of an epoch is padded, at weight 0).
         rng: the PRNG key for the shuffling (and the dropout).
         dropout: run the layer in training mode, drawing dropout masks from `rng`.
+        trainable: which params train, as `make_step` takes it (None: all); the frozen ones
+            come back bit for bit, add no penalty, and hold no optimizer state.
         devices: the devices to shard batches over; None for all of them.
         progress: show a tqdm progress bar per epoch (one line per epoch off a terminal).
         checkpoint_to: a path to save a `TrainState` at after every epoch; None for none.
@@ -759,17 +886,30 @@ def fit(
         raise TypeError(f"fit rng: expected a jax.random key, got {type(rng).__name__}")
     if checkpoint_to is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint_to))):
         raise ValueError(f"fit checkpoint_to: no directory {os.path.dirname(os.path.abspath(checkpoint_to))}")
+    if trainable is not None:
+        _weights.trainable_mask(params, trainable, "fit trainable")  # a bad mask fails here
     mesh = data_mesh(devices)
-    eval_step = make_eval_step(layer, loss, metrics=metrics)
+    eval_step = _eval_step(layer, loss, tuple(sorted((metrics or {}).items())))  # evaluate's, compiled once
     if validation is not None:
         rows = _padded_size(min(batch_size, len(validation[0])), mesh)
         _check_fits(eval_step, params, validation, rows, "fit validation_data")
-    state = TrainState(params, optimizer.init(params), 0, rng, {})
+    opt_init = (optimizer if trainable is None else freeze(optimizer, trainable)).init
+    state = TrainState(params, opt_init(params), 0, rng, {})
     if resume_from is not None:
         state = _resumed(resume_from, state, epochs, _history_keys(metrics, validation is not None))
-    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout)
+    step = make_step(layer, loss, optimizer, metrics=metrics, dropout=dropout, trainable=trainable)
     run = _Run(
-        step, eval_step, train, validation, batch_size, _padded_size(batch_size, mesh), mesh, dropout, epochs, progress
+        step,
+        eval_step,
+        train,
+        validation,
+        batch_size,
+        _padded_size(batch_size, mesh),
+        mesh,
+        dropout,
+        epochs,
+        progress,
+        _penalty_fn(layer, params, trainable),
     )
     params, opt_state = _replicate(state.params, mesh), _replicate(state.opt_state, mesh)
     rng, stopped_at = state.rng, None

@@ -169,7 +169,32 @@ def test_dropout_draws_from_the_given_rng():
             ValueError,
             r"expected mask of shape \(4, 6\), got \(4, 5\)",
         ),
-        ({"train_data": np.zeros((4, 6, 3))}, TypeError, r"expected \(x, y\) or \(x, y, mask\), got ndarray"),
+        (
+            {"train_data": np.zeros((4, 6, 3))},
+            TypeError,
+            r"expected \(x, y\), \(x, y, mask\) or \(x, y, lengths\), got",
+        ),
+        (
+            {"train_data": (np.zeros((4, 6, 3)), np.zeros(4), np.array([6, 7, 0, -1]))},
+            ValueError,
+            r"fit train_data: expected lengths in \[0, 6\] \(the timesteps\), got lengths\[1\] = 7, lengths\[3\] = -1$",
+        ),
+        (
+            {"train_data": (np.zeros((4, 6, 3)), np.zeros(4), np.full(4, 6.0))},
+            ValueError,
+            r"fit train_data: expected lengths as int \(4,\), got float64 \(4,\)",
+        ),
+        (
+            {"trainable": [True]},
+            ValueError,
+            r"fit trainable: expected a bool or a list or tuple of 2 \(as the params\)",
+        ),
+        (
+            {"trainable": (True, {"kernel": False})},
+            ValueError,
+            r"expected a bool or a dict with keys \['bias', 'kernel'\] \(as the params\) at trainable\[1\], got a dict",
+        ),
+        ({"trainable": lambda path, leaf: 1}, TypeError, r"fit trainable: expected the callable to return True or Fa"),
         ({"checkpoint_to": "/no/such/dir/state.ckpt"}, ValueError, "fit checkpoint_to: no directory /no/such/dir$"),
     ],
 )
@@ -450,3 +475,53 @@ def test_a_resume_file_that_does_not_match_is_an_error_and_stays_as_it_was(
     with pytest.raises(train.ResumeError, match=message):
         train.fit(model, params, optimizer, toy(), checkpoint_to=path, resume_from=path, **args)
     assert (path.read_bytes() if path.exists() else None) == before
+
+
+def options_model():
+    """model_and_params()'s model (its params' shapes, so that its eager init has compiled
+    already), its LSTM with a regularizer and a constraint, its Dense with a regularizer."""
+    lstm = jlstm.LSTM(6, kernel_regularizer="l2", recurrent_constraint=jlstm.constraints.MaxNorm(0.5))
+    model = jlstm.Sequential([lstm, jlstm.Dense(2, bias_regularizer=jlstm.regularizers.L1(0.1))])
+    _, params = model.init(jax.random.key(0), (None, None, 3))
+    return model, params
+
+
+def test_lengths_train_evaluate_and_predict_as_their_mask_does_and_frozen_params_stay():
+    x, y, mask = toy(n=20, t=5)
+    lengths = mask.sum(1)
+    model, params = options_model()
+    run = dict(model=(model, params), epochs=1, batch_size=8, trainable=[False, True])
+    by_lengths, history = run_fit((x, y, lengths), (x, y, lengths), **run)
+    by_mask, mask_history = run_fit((x, y, mask), **run)
+    assert history["loss"] == mask_history["loss"]
+    assert_same_bits(by_lengths, by_mask)
+    assert_same_bits(by_lengths[0], params[0])  # the frozen LSTM, bit for bit
+    # the validation loss holds the trainable params' penalties, as evaluate's does (Keras's)
+    got = train.evaluate(model, by_lengths, (x, y, lengths), **CLASSIFY, batch_size=8, trainable=[False, True])
+    np.testing.assert_allclose(got["loss"], history["val_loss"][-1], rtol=1e-5)
+    everything = train.evaluate(model, by_lengths, (x, y, mask), **CLASSIFY, batch_size=8)  # fit's compile
+    full = float(jlstm.regularization_loss(model, by_lengths))
+    dense_only = float(jlstm.regularization_loss(model, by_lengths, trainable=[False, True]))
+    assert full > dense_only > 0
+    np.testing.assert_allclose(everything["loss"] - got["loss"], full - dense_only, rtol=1e-4)
+    assert got["accuracy"] == everything["accuracy"] == history["val_accuracy"][-1]
+    by_lengths_out = train.predict(model, by_lengths, x, lengths=lengths)
+    np.testing.assert_array_equal(by_lengths_out, train.predict(model, by_lengths, x, mask))
+
+
+def test_frozen_params_hold_no_optimizer_state_and_a_plain_state_is_refused():
+    model, params = options_model()
+    opt = optax.adam(1e-2)
+    by_prefix = train.freeze(opt, [False, True]).init(params)
+    by_callable = train.freeze(opt, lambda path, leaf: path[0].idx == 1).init(params)
+
+    def shapes(tree):
+        return sorted(leaf.shape for leaf in jax.tree.leaves(tree))
+
+    assert shapes(by_prefix) == shapes(by_callable) == sorted([()] + 2 * [leaf.shape for leaf in params[1].values()])
+    step = train.make_step(model, train.sparse_categorical_crossentropy, opt, trainable=[False, True])
+    x, y, mask = toy(n=4)
+    with pytest.raises(ValueError, match=r"train step: expected opt_state = train.freeze\(optimizer, trainable\)"):
+        step(params, opt.init(params), x, y, mask)
+    with pytest.raises(ValueError, match=r"train step trainable: expected a bool or a list or tuple of 2"):
+        train.make_step(model, train.sparse_categorical_crossentropy, opt, trainable=[False])(params, {}, x, y)

@@ -156,7 +156,10 @@ def _without_mask(split: datasets.Split) -> tuple[Any, ...]:
     return split[:2]
 
 
-def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
+PADDED_TO = 16  # ragged-digits' longer padding of the test set, as a batch from a longer bucket has it
+
+
+def run_ragged_digits(cfg: Config, *, padded_to: int = PADDED_TO) -> Result:
     """The digits with random trailing rows cut: one model trained with the mask, one
     on the same zero-padded data without it. Both are also tested on the test set padded
     to `padded_to` rows, as a batch from a longer bucket would be."""

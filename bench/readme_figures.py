@@ -1,15 +1,15 @@
 """README's training figures, measured by `jlstm train` and rendered from a committed file.
 
     python -m bench.readme_figures           # run every command (several minutes), write
-                                             # bench/training.json, rewrite README's table
-    python -m bench.readme_figures --render  # rewrite README's table from bench/training.json
-    python -m bench.readme_figures --check   # exit 1 if README's table is not that rendering
+                                             # bench/training.json, rewrite the pages' table
+    python -m bench.readme_figures --render  # rewrite the pages' table from bench/training.json
+    python -m bench.readme_figures --check   # exit 1 if a page's table is not that rendering
 
 Each command of `RUNS` runs as a user runs it, `jlstm train TASK --seed N --quiet` in a fresh
 process (so each one compiles, as it would for a user), and its `metrics.json` is kept in
 `bench/training.json` with the CPU model (`lscpu`'s model name), the core count, the date and
-jlstm's commit. README's block between `BEGIN` and `END` is `render(json)`, nothing else:
-`tests/test_readme_figures.py` fails on a hand edit there.
+jlstm's commit. The block between `BEGIN` and `END` in README.md and docs/training.md is
+`render(json)`, nothing else: `tests/test_readme_figures.py` fails on a hand edit there.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PAGES = (README, ROOT / "docs" / "training.md")  # the pages holding the block
 RESULTS = ROOT / "bench" / "training.json"
 BEGIN = "<!-- training figures: python -m bench.readme_figures writes this block from bench/training.json -->"
 END = "<!-- end of training figures -->"
@@ -160,6 +162,10 @@ def _finding(results: dict[str, Any]) -> str:
     )
 
 
+def _paragraph(text: str) -> str:
+    return textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
+
+
 def render(results: dict[str, Any]) -> str:
     """README's block of training figures, markers included, from `bench/training.json`'s content.
 
@@ -173,10 +179,12 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(
         [
             BEGIN,
-            f"Measured on {m['date']} on an {m['cpu']} (`lscpu`'s model name), {m['cores']} cores (load average "
-            f"{m['load_average_1m']:.1f} at the start: the timings are noisy), by `python -m bench.readme_figures`: "
-            f"defaults, `--seed 0` unless noted (`jlstm train digits --seed N` for the others); the results are "
-            f"on the test split and the training time is the one the command prints.",
+            _paragraph(
+                f'Measured on {m["date"]} on a CPU that `lscpu` names "{m["cpu"]}", {m["cores"]} cores (load '
+                f"average {m['load_average_1m']:.1f} at the start: the timings are noisy), by `python -m "
+                f"bench.readme_figures`: defaults, `--seed 0` unless noted (`jlstm train digits --seed N` for the "
+                f"others); the results are on the test split and the training time is the one the command prints."
+            ),
             "",
             "| command | model | result | training time |",
             "|---|---|---|---|",
@@ -184,26 +192,10 @@ def render(results: dict[str, Any]) -> str:
             _co2_row(results),
             _ragged_row(results),
             "",
-            _finding(results),
+            _paragraph(_finding(results)),
             END,
         ]
     )
-
-
-def rewrite(readme: str, block: str) -> str:
-    """`readme` with its training-figures block (between `BEGIN` and `END`) replaced by `block`.
-
-    Args:
-        readme: README.md's text.
-        block: the new block, markers included (`render`'s).
-
-    Returns:
-        The new text.
-    """
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start or readme.count(BEGIN) != 1 or readme.count(END) != 1:
-        raise ValueError(f"readme_figures: expected README to hold {BEGIN!r} once, then {END!r} once")
-    return readme[:start] + block + readme[end + len(END) :]
 
 
 def readme_block(readme: str) -> str:
@@ -215,13 +207,23 @@ def readme_block(readme: str) -> str:
     Returns:
         The text from `BEGIN` to `END`.
     """
-    start = readme.find(BEGIN)
-    if start < 0:
-        raise ValueError(f"readme_figures: expected README to hold {BEGIN!r}, got none")
-    end = readme.find(END, start)
-    if end < 0:
-        raise ValueError(f"readme_figures: expected README to hold {END!r} after {BEGIN!r}, got none")
+    start, end = readme.find(BEGIN), readme.find(END)
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or end < start:
+        raise ValueError(f"readme_figures: expected README to hold {BEGIN!r} once, then {END!r} once")
     return readme[start : end + len(END)]
+
+
+def rewrite(readme: str, block: str) -> str:
+    """`readme` with its training-figures block replaced by `block`.
+
+    Args:
+        readme: README.md's text.
+        block: the new block, markers included (`render`'s).
+
+    Returns:
+        The new text.
+    """
+    return readme.replace(readme_block(readme), block)
 
 
 def run_all(runs: Sequence[tuple[str, int]] = RUNS, options: Sequence[str] = ()) -> dict[str, Any]:
@@ -249,23 +251,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments; None for `sys.argv[1:]`.
 
     Returns:
-        The exit status: 0, or 1 where `--check` finds README's table stale.
+        The exit status: 0, or 1 where `--check` finds a page's table stale.
     """
     parser = argparse.ArgumentParser(prog="python -m bench.readme_figures", description=__doc__.split("\n")[0])
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--render", action="store_true", help="only rewrite README from bench/training.json")
-    action.add_argument("--check", action="store_true", help="exit 1 if README's table is not bench/training.json's")
+    action.add_argument("--render", action="store_true", help="only rewrite the pages from bench/training.json")
+    action.add_argument("--check", action="store_true", help="exit 1 if a page's table is not bench/training.json's")
     args = parser.parse_args(argv)
     if not (args.render or args.check):
         RESULTS.write_text(json.dumps(run_all(), indent=1) + "\n")
     block = render(json.loads(RESULTS.read_text()))
-    readme = README.read_text()
     if args.check:
-        stale = readme_block(readme) != block
-        print(f"README's training figures {'differ from' if stale else 'match'} {RESULTS.name}")
-        return int(stale)
-    README.write_text(rewrite(readme, block))
-    print(f"README.md: the training figures from {RESULTS.relative_to(ROOT)}")
+        stale = [page.name for page in PAGES if readme_block(page.read_text()) != block]
+        print(f"training figures: {', '.join(stale) or 'no page'} differ from {RESULTS.name}")
+        return int(bool(stale))
+    for page in PAGES:
+        page.write_text(rewrite(page.read_text(), block))
+    pages = ", ".join(str(page.relative_to(ROOT)) for page in PAGES)
+    print(f"{pages}: the training figures from {RESULTS.relative_to(ROOT)}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from jlstm import __version__
 from jlstm._checks import MAX_SIZE, MAX_SIZE_TEXT
 from jlstm.combinators import MERGE_MODES, Bidirectional
 from jlstm.layers import LSTM, RECURRENT, Layer
-from jlstm.summary import Namer, summary
+from jlstm.summary import MIN_LINE_LENGTH, STYLES, Namer, summary
 
 if TYPE_CHECKING:  # the train extra's modules load only for `jlstm train`
     from jlstm.tasks import Config, Result, Task
@@ -39,6 +40,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _line_length(text: str) -> int:
+    value = _positive_int(text)
+    if value < MIN_LINE_LENGTH:
+        raise argparse.ArgumentTypeError(f"expected an int >= {MIN_LINE_LENGTH}, got {value}")
+    return value
+
+
 def _seed_models() -> list[Layer]:
     """The seed notebook's four models, in its order."""
     return [
@@ -54,6 +62,7 @@ def maybe_bidirectional(layer: Layer, bidirectional: bool, merge_mode: str | Non
 
 def _summary(args: argparse.Namespace) -> int:
     custom = (args.timesteps, args.features, args.units, args.merge_mode, args.layer)
+    table = functools.partial(summary, style=args.style, line_length=args.line_length)
     if args.bidirectional or args.return_sequences or any(v is not None for v in custom):
         merge_mode = None if args.merge_mode == "none" else (args.merge_mode or "concat")
         layer = maybe_bidirectional(
@@ -62,10 +71,10 @@ def _summary(args: argparse.Namespace) -> int:
             merge_mode,
         )
         shape = (None, args.timesteps or SEED_SHAPE[1], args.features or SEED_SHAPE[2])
-        print(summary(layer, shape))
+        print(table(layer, shape))
         return 0
-    namer = Namer()
-    print("\n\n".join(summary(model, SEED_SHAPE, namer=namer) for model in _seed_models()))
+    namer = Namer(args.style)
+    print("\n\n".join(table(model, SEED_SHAPE, namer=namer) for model in _seed_models()))
     return 0
 
 
@@ -211,8 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "summary",
         help="print Keras-style summary tables",
-        description="With no options, the seed notebook's four tables (LSTM and "
-        "Bidirectional(LSTM), many-to-one and many-to-many); with options, one table.",
+        description="With no options, the seed notebook's four tables: the Keras 2 notebook "
+        "(LSTM and Bidirectional(LSTM), many-to-one and many-to-many, on 11 timesteps of 3 "
+        "features, 5 units) whose summaries jlstm reproduces line for line, Keras 2's column "
+        "cuts included (its 'bidirectional_1 (Bidirection' is cut at 29 characters). With "
+        "layer options, one table. --style keras3 prints Keras 3's table instead. ('Seed' here "
+        "is that notebook, not a random seed such as jlstm train's --seed.)",
     )
     p.add_argument("--timesteps", type=_positive_int, help="timesteps (default 11)")
     p.add_argument("--features", type=_positive_int, help="features (default 3)")
@@ -224,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--merge-mode",
         choices=[m or "none" for m in MERGE_MODES],
         help="Bidirectional merge mode (default concat)",
+    )
+    p.add_argument(
+        "--style",
+        choices=STYLES,
+        default="keras2",
+        help="keras2: the seed notebook's Keras 2 table (default); keras3: Keras 3's box-drawn table",
+    )
+    p.add_argument(
+        "--line-length",
+        type=_line_length,
+        help=f"the table's width, at least {MIN_LINE_LENGTH} (default: Keras's, 65 for keras2, 88 for keras3)",
     )
     p.set_defaults(run=_summary)
 

@@ -117,6 +117,37 @@ def _classifier(cfg: Config) -> Layer:
     return Sequential([Bidirectional(LSTM(cfg.units)), Dense(10)])
 
 
+Plots = dict[str, Callable[[Path], Path]]
+# The classifiers' curves: the loss as it is, the accuracy in percent.
+CLASSIFY_PERCENT = {"accuracy": 100.0}
+CLASSIFY_LABELS = {"loss": "cross-entropy (nats, log scale)", "accuracy": "accuracy (%)"}
+DIGIT_AXES = ("predicted digit", "true digit")
+
+
+def _right(y: np.ndarray, predicted: np.ndarray) -> str:
+    right, total = int((predicted == y).sum()), len(y)
+    return f"{right / total:.2%} ({right}/{total})"
+
+
+def _digits_plots(cfg: Config, history: train.History, data: datasets.Classification, predicted: np.ndarray) -> Plots:
+    """digits' plots: its learning curves (accuracy in %) and the test split's confusion matrix."""
+    return {
+        "learning_curves.png": lambda p: _plots().learning_curves(
+            {"": _plots().scaled(history, CLASSIFY_PERCENT)},
+            p,
+            title=f"digits: Bidirectional(LSTM({cfg.units})) -> Dense(10), per epoch",
+            labels=CLASSIFY_LABELS,
+        ),
+        "confusion_matrix.png": lambda p: _plots().confusion_matrix(
+            data.test.y,
+            predicted,
+            p,
+            title=f"digits test split: accuracy {_right(data.test.y, predicted)}; images per cell",
+            axis_labels=DIGIT_AXES,
+        ),
+    }
+
+
 def run_digits(cfg: Config) -> Result:
     """Bidirectional(LSTM) -> Dense on scikit-learn's digits read row by row."""
     data = datasets.digits(cfg.seed)
@@ -130,14 +161,7 @@ def run_digits(cfg: Config) -> Result:
         test,
         f"digits: test accuracy {test['accuracy']:.4f} ({right}/{total})",
         {"digits": history},
-        {
-            "learning_curves.png": lambda p: _plots().learning_curves(
-                {"": history}, p, title="digits: Bidirectional(LSTM) -> Dense"
-            ),
-            "confusion_matrix.png": lambda p: _plots().confusion_matrix(
-                data.test.y, predicted, p, title=f"digits test: accuracy {test['accuracy']:.4f}"
-            ),
-        },
+        _digits_plots(cfg, history, data, predicted),
     )
 
 
@@ -156,7 +180,10 @@ def _without_mask(split: datasets.Split) -> tuple[Any, ...]:
     return split[:2]
 
 
-def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
+PADDED_TO = 16  # ragged-digits' longer padding of the test set, as a batch from a longer bucket has it
+
+
+def run_ragged_digits(cfg: Config, *, padded_to: int = PADDED_TO) -> Result:
     """The digits with random trailing rows cut: one model trained with the mask, one
     on the same zero-padded data without it. Both are also tested on the test set padded
     to `padded_to` rows, as a batch from a longer bucket would be."""
@@ -182,20 +209,51 @@ def run_ragged_digits(cfg: Config, *, padded_to: int = 16) -> Result:
     histories = {name: h for name, (_, h) in runs.items()}
     params = runs["masked"][0]
     predicted = train.predict(model, params, data.test.x, data.test.mask).argmax(-1)
-    return Result(
-        params,
-        test,
-        summary,
-        histories,
-        {
-            "learning_curves.png": lambda p: _plots().learning_curves(
-                histories, p, title="ragged digits: with and without the mask"
-            ),
-            "confusion_matrix.png": lambda p: _plots().confusion_matrix(
-                data.test.y, predicted, p, title=f"ragged digits test, masked: accuracy {m['masked_accuracy']:.4f}"
-            ),
-        },
-    )
+    return Result(params, test, summary, histories, _ragged_plots(cfg, histories, data, predicted, test, padded_to))
+
+
+def _ragged_plots(
+    cfg: Config,
+    histories: dict[str, train.History],
+    data: datasets.Classification,
+    predicted: np.ndarray,
+    test: dict[str, float],
+    padded_to: int,
+) -> Plots:
+    """ragged-digits' plots: both runs' learning curves, the finding (each run's test accuracy
+    as trained and padded to `padded_to` rows, as grouped bars) and the masked run's
+    confusion matrix."""
+    assert data.test.mask is not None  # ragged_digits' splits have masks
+    lengths = data.test.mask.sum(axis=1)
+    as_trained = f"test set as trained\n({lengths.min()}-{lengths.max()} rows, padded to {data.test.x.shape[1]})"
+    bars = {
+        group: {
+            f"{run} mask": 100 * test[f"{name}_{key}accuracy"]
+            for run, name in (("with", "masked"), ("without", "unmasked"))
+        }
+        for group, key in ((as_trained, ""), (f"the same test set\npadded to {padded_to} rows", "padded_"))
+    }
+    return {
+        "learning_curves.png": lambda p: _plots().learning_curves(
+            {name: _plots().scaled(h, CLASSIFY_PERCENT) for name, h in histories.items()},
+            p,
+            title=f"ragged digits: Bidirectional(LSTM({cfg.units})) -> Dense(10), with and without the mask",
+            labels=CLASSIFY_LABELS,
+        ),
+        "padding.png": lambda p: _plots().grouped_bars(
+            bars,
+            p,
+            title="ragged digits: the mask against a padding the model never saw",
+            ylabel="test accuracy (%)",
+        ),
+        "confusion_matrix.png": lambda p: _plots().confusion_matrix(
+            data.test.y,
+            predicted,
+            p,
+            title=f"ragged digits test split, masked: accuracy {_right(data.test.y, predicted)}; images per cell",
+            axis_labels=DIGIT_AXES,
+        ),
+    }
 
 
 def _month(date: np.datetime64) -> str:
@@ -232,33 +290,40 @@ def run_co2(cfg: Config) -> Result:
         f"(RMSE {m['rmse_ppm']:.3f} vs {m['baseline_rmse_ppm']:.3f}), 1-12 months ahead "
         f"over {_month(data.test_dates[0, 0])}..{_month(data.test_dates[-1, -1])}"
     )
+    return Result(params, test, summary, {"co2": history}, _co2_plots(cfg, history, data, predicted, test))
+
+
+def _co2_plots(
+    cfg: Config, history: train.History, data: datasets.Forecast, predicted: np.ndarray, test: dict[str, float]
+) -> Plots:
+    """co2's plots: the learning curves in ppm (the model's errors are in scaled units, times
+    `data.scale` in ppm) and the test period's forecasts against the truth."""
+    truth, baseline = data.test_truth, data.test_baseline
     # Forecasts from every horizon-th origin tile the held-out tail end to end.
-    tiles = np.arange(0, len(truth), horizon)
+    tiles = np.arange(0, len(truth), truth.shape[1])
     flat = lambda a: a[tiles].reshape(-1)  # noqa: E731
-    context = slice(data.tail_start - 4 * horizon, data.tail_start)
-    return Result(
-        params,
-        test,
-        summary,
-        {"co2": history},
-        {
-            "learning_curves.png": lambda p: _plots().learning_curves(
-                {"": history}, p, title="co2: LSTM -> Dense, scaled units"
-            ),
-            "forecast.png": lambda p: _plots().forecast(
-                flat(data.test_dates),
-                flat(truth),
-                {
-                    f"LSTM (MAE {m['mae_ppm']:.2f})": flat(predicted),
-                    f"seasonal naive (MAE {m['baseline_mae_ppm']:.2f})": flat(baseline),
-                },
-                p,
-                context=(data.dates[context], data.series[context]),
-                ylabel="CO2 (ppm)",
-                title="Mauna Loa CO2, test period: consecutive 12-month forecasts",
-            ),
-        },
-    )
+    context = slice(data.tail_start - 4 * truth.shape[1], data.tail_start)
+    validation = f"{_month(data.dates[data.validation_start])}..{_month(data.dates[data.tail_start - 1])}"
+    return {
+        "learning_curves.png": lambda p: _plots().learning_curves(
+            {"": _plots().scaled(history, {"loss": data.scale**2, "mae": data.scale})},
+            p,
+            title=f"co2: LSTM({cfg.units}) -> Dense({truth.shape[1]}), errors in ppm (validation {validation})",
+            labels={"loss": "MSE (ppm², log scale)", "mae": "MAE (ppm)"},
+        ),
+        "forecast.png": lambda p: _plots().forecast(
+            flat(data.test_dates),
+            flat(truth),
+            {
+                f"LSTM (MAE {test['mae_ppm']:.2f} ppm)": flat(predicted),
+                f"seasonal naive (MAE {test['baseline_mae_ppm']:.2f} ppm)": flat(baseline),
+            },
+            p,
+            context=(data.dates[context], data.series[context]),
+            ylabel="CO2 (ppm)",
+            title="Mauna Loa CO2, test period: consecutive 12-month forecasts",
+        ),
+    }
 
 
 TASKS: Mapping[str, Task] = {

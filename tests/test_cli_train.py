@@ -53,7 +53,7 @@ def rows(x):
         (
             "ragged-digits",
             ["--epochs", "1", "--units", "4", "--batch-size", "128"],
-            ["learning_curves.png", "confusion_matrix.png"],
+            ["learning_curves.png", "padding.png", "confusion_matrix.png"],
             "ragged-digits: test accuracy with mask ",
         ),
     ],

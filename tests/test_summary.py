@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import jax
+import numpy as np
 import pytest
 from helpers import reference
 from hypothesis import given, settings
@@ -203,3 +204,115 @@ def test_cli_table_of_each_layer(capsys):
         assert f" ({layer})" in out and f"Total params: {total}" in out
     assert main(["summary", "--layer", "GRU", "--bidirectional"]) == 0
     assert "Total params: 300" in capsys.readouterr().out
+
+
+def keras3_tables(models, line_length=88):
+    """Keras 3's `model.summary()` of each model, as it prints off a terminal."""
+    printed = []
+    for model in models:
+        model.summary(line_length=line_length, print_fn=lambda text, **_: printed.append(text.rstrip("\n")))
+    return printed
+
+
+def test_keras3_style_is_keras3s_table(capsys, monkeypatch):
+    keras = pytest.importorskip("keras")
+    monkeypatch.setenv("COLUMNS", "200")  # rich's console would cut Keras's lines at 80 columns otherwise
+    layers = keras.layers
+    with reference():
+        keras.backend.clear_session()  # Keras's names count from here, as in a fresh session
+        seed = []
+        for return_sequences in (False, True):  # the notebook's order, which names follow
+            for bidirectional in (False, True):
+                x = keras.Input((11, 3))
+                layer = layers.LSTM(5, return_sequences=return_sequences)
+                seed.append(keras.Model(x, (layers.Bidirectional(layer) if bidirectional else layer)(x)))
+        stack = keras.Sequential(
+            [
+                keras.Input((11, 3)),
+                layers.LSTM(5, return_sequences=True, name="a_name_longer_than_its_column"),
+                layers.Dense(1000),
+            ]
+        )
+        x = keras.Input((None, 3))
+        states = keras.Model(x, layers.LSTM(5, return_state=True)(x))
+        expected = keras3_tables(seed) + keras3_tables([stack], 40) + keras3_tables([states])
+    assert main(["summary", "--style", "keras3"]) == 0
+    assert capsys.readouterr().out == "\n\n".join(expected[:4]) + "\n"
+    namer = jlstm.Namer("keras3")
+    for model in (jlstm.LSTM(5), jlstm.Bidirectional(jlstm.LSTM(5))) * 2:  # the seed's names, taken again
+        jlstm.summary(model, (None, 11, 3), namer=namer, style="keras3")
+    ours = jlstm.Sequential(
+        [
+            jlstm.LSTM(5, return_sequences=True, name="a_name_longer_than_its_column"),
+            jlstm.Dense(1000),
+        ]
+    )
+    assert jlstm.summary(ours, (None, 11, 3), namer=namer, style="keras3", line_length=40) == expected[4]
+    assert "│ a_name_longer_… │" in expected[4] and "Total params: 6,180 (24.14 KB)" in expected[4]  # cut, as Keras
+    table = jlstm.summary(jlstm.LSTM(5, return_state=True), (None, None, 3), namer=namer, style="keras3")
+    assert table == expected[5]
+
+
+def test_keras2_style_at_another_line_length():
+    table = jlstm.summary(jlstm.Bidirectional(jlstm.LSTM(5)), (None, 11, 3), line_length=100)
+    lines = table.splitlines()
+    assert lines[0] == "_" * 100 and lines[-1] == "_" * 100
+    # Keras 2's columns end at 45% and 85% of the line: 45 and 85 here, 29 and 55 at 65.
+    assert lines[4] == "bidirectional_1 (Bidirectional)".ljust(45) + "(None, 10)".ljust(40) + "360".ljust(15)
+
+
+def test_summary_style_errors(capsys):
+    cases = [
+        (dict(style="keras4"), ValueError, r"summary style: expected one of \['keras2', 'keras3'\], got 'keras4'"),
+        (dict(line_length=19), ValueError, "summary: expected line_length >= 20, got 19"),
+        (dict(line_length="wide"), TypeError, "summary line_length: expected a positive int, got 'wide'"),
+        (
+            dict(namer=jlstm.Namer(), style="keras3"),
+            ValueError,
+            "expected a Namer of style 'keras3' .* got one of 'keras2'",
+        ),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            jlstm.summary(jlstm.LSTM(5), (None, 11, 3), **kwargs)
+    with pytest.raises(ValueError, match="Namer style: expected one of"):
+        jlstm.Namer("keras1")
+    for argv, message in (
+        (["--line-length", "19"], "argument --line-length: expected an int >= 20, got 19"),
+        (["--style", "keras1"], "argument --style: invalid choice: 'keras1'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["summary", *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_summary_help_says_what_the_seed_notebook_is(capsys):
+    with pytest.raises(SystemExit):
+        main(["summary", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the Keras 2 notebook" in out and "'bidirectional_1 (Bidirection' is cut at 29 characters" in out
+    assert "not a random seed" in out
+
+
+def test_count_params_per_member_of_a_batch_of_param_sets():
+    # An ensemble's params as jax.vmap(lambda k: layer.init(k, shape)[1])(keys) builds them
+    # (the count_params doctest and examples/vmap_ensemble.py do): every leaf leads with the
+    # members' axis.
+    member = {"kernel": np.zeros((1, 8)), "recurrent_kernel": np.zeros((2, 8)), "bias": np.zeros(8)}
+    params = {k: np.stack([v] * 3) for k, v in member.items()}
+    assert jlstm.count_params(params, batch_dims=1) == jlstm.count_params(jlstm.LSTM(2), (None, 4, 1)) == 32
+    assert jlstm.count_params(params) == 3 * 32
+    grid = {k: v.reshape(1, 3, *v.shape[1:]) for k, v in params.items()}  # (1, 3) members
+    assert jlstm.count_params(grid, batch_dims=2) == 32
+    uneven = {"a": np.zeros((3, 4)), "b": np.zeros((2, 4))}
+    with pytest.raises(
+        ValueError, match=r"lead with the batch axes \(3,\) \(batch_dims=1\), got shape \(2, 4\) at \['b'\]"
+    ):
+        jlstm.count_params(uneven, batch_dims=1)
+    with pytest.raises(ValueError, match=r"rank >= batch_dims=2, got shape \(3,\) at \['c'\]"):
+        jlstm.count_params({"a": np.zeros((3, 4)), "c": np.zeros(3)}, batch_dims=2)
+    with pytest.raises(ValueError, match="expected batch_dims=0 with a layer"):
+        jlstm.count_params(jlstm.LSTM(2), (None, 11, 3), batch_dims=1)
+    for bad in (-1, True, 1.0):
+        with pytest.raises(TypeError, match="expected batch_dims as an int >= 0"):
+            jlstm.count_params(params, batch_dims=bad)

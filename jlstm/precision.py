@@ -52,6 +52,8 @@ class DTypePolicy(NamedTuple):
 
 def _float_dtype(value: Any, what: str) -> np.dtype:
     """A real floating dtype from a dtype, a scalar type (jnp.bfloat16) or its name."""
+    if not isinstance(value, (str, np.dtype, type)):  # NumPy reads more (bytes, lists) than a dtype
+        raise TypeError(f"{what}: expected {_ACCEPTED}, got {value!r}")
     try:
         dtype = jnp.dtype(value)
     except (TypeError, ValueError):

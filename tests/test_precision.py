@@ -17,7 +17,7 @@ import pytest
 from helpers import count_scan_traces, reference
 
 import jlstm
-from jlstm import precision
+from jlstm import precision, stateful
 
 keras = pytest.importorskip("keras")
 
@@ -136,6 +136,11 @@ def test_count_params_and_summary_are_unchanged():
     _, params = layer.init(jax.random.key(0), shape)
     assert jlstm.count_params(layer, shape) == jlstm.count_params(params) == jlstm.count_params(plain, shape)
     assert jlstm.summary(layer, shape) == jlstm.summary(plain, shape)
+    # Keras 3's table counts bytes in the variable dtype, as Keras's own summary does
+    count = jlstm.count_params(plain, shape)
+    assert f"Total params: {count} ({count * 2:,.2f} B)" in jlstm.summary(
+        model(dtype="bfloat16"), shape, style="keras3"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -164,6 +169,9 @@ def test_policy_names_and_param_dtype():
         assert {a.dtype for a in params.values()} == {BF16} and layer.dtype_policy.compute_dtype == F32
     bidi = jlstm.Bidirectional(jlstm.LSTM(U, dtype="mixed_float16"))
     assert bidi.dtype_policy.name == "mixed_float16" and jlstm.Sequential([bidi]).dtype_policy is None
+    # a stream's state starts in the dtype the layer returns its states in
+    _, params = bidi.init(jax.random.key(0), (None, T, F))
+    assert {s.dtype for s in stateful.init_state(bidi, params, batch_size=2)} == {F16}
     assert repr(jlstm.LSTM(U, dtype="mixed_float16")) == "LSTM(units=4, dtype='mixed_float16')"
 
 

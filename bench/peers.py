@@ -78,6 +78,14 @@ def jlstm_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
     return jax_contender(layer.apply, params, x)
 
 
+def jlstm_bf16_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
+    """jlstm under Keras's "mixed_bfloat16" policy: float32 params and inputs, the scan in
+    bfloat16, float32 gradients."""
+    layer = jlstm_layer(units, bidirectional, dtype="mixed_bfloat16")
+    _, params = layer.init(jax.random.key(0), x.shape)
+    return jax_contender(layer.apply, params, x)
+
+
 def jlstm_static_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
     """jlstm with the tuner's static rule instead of the tuned forms: what tuning buys on
     this machine. A layer of its own, compiled here while the forms are forced (forms are
@@ -112,13 +120,14 @@ def forms(forward: str | None, backward: str | None) -> Iterator[None]:
         jlstm.config.update(**saved)
 
 
-def torch_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
-    """`torch.nn.LSTM` on CPU with one thread per core; forward under `no_grad`."""
+def torch_peer(x: np.ndarray, units: int, bidirectional: bool, dtype: str = "float32") -> Contender:
+    """`torch.nn.LSTM` on CPU with one thread per core; forward under `no_grad`; its params
+    and inputs in `dtype`."""
     torch = require("torch")
     torch.set_num_threads(cpu_count())
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(x.shape[-1], units, batch_first=True, bidirectional=bidirectional)
-    inputs = torch.from_numpy(x)
+    lstm = torch.nn.LSTM(x.shape[-1], units, batch_first=True, bidirectional=bidirectional).to(getattr(torch, dtype))
+    inputs = torch.from_numpy(x).to(getattr(torch, dtype))
     params = list(lstm.parameters())
 
     def forward() -> Any:
@@ -130,6 +139,11 @@ def torch_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
         return loss, torch.autograd.grad(loss, params)
 
     return Contender(forward, train, jitted=False)
+
+
+def torch_bf16_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
+    """`torch.nn.LSTM` in bfloat16 (params and inputs; torch's CPU LSTM has no mixed form)."""
+    return torch_peer(x, units, bidirectional, "bfloat16")
 
 
 def flax_peer(x: np.ndarray, units: int, bidirectional: bool) -> Contender:
@@ -194,6 +208,8 @@ PEERS: dict[str, Callable[[np.ndarray, int, bool], Contender]] = {
     "keras": keras_peer,
     "equinox": equinox_peer,
     "jlstm-static": jlstm_static_peer,
+    "jlstm-bf16": jlstm_bf16_peer,
+    "torch-bf16": torch_bf16_peer,
 }
 
 LABELS = {
@@ -203,4 +219,6 @@ LABELS = {
     "keras": "keras.layers.LSTM, JAX backend, stateless_call under jit",
     "equinox": "equinox nn.LSTMCell in lax.scan, vmapped",
     "jlstm-static": "jlstm with the static rule's forms instead of the tuned ones",
+    "jlstm-bf16": "jlstm LSTM(dtype='mixed_bfloat16'): float32 params, bfloat16 compute",
+    "torch-bf16": "torch.nn.LSTM (CPU) in bfloat16, params and inputs",
 }

@@ -371,6 +371,8 @@ grad of the mean square of the output sequence w.r.t. the params). Compile is th
 minus the median (JAX libraries only; for jlstm it includes tuning the scan's form once per
 shape). `!` marks a median over 2x the fastest call: the machine was busy, read that time with
 care. `jlstm-static` is jlstm with the static rule's forms (`JLSTM_TUNE=0`) instead of the tuned ones.
+`jlstm-bf16` is jlstm under the `mixed_bfloat16` dtype policy (float32 params, bfloat16 compute)
+and `torch-bf16` torch's LSTM in bfloat16; their `×` is over float32 jlstm's time too.
 """
 
 

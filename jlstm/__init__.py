@@ -21,6 +21,7 @@ from jlstm.combinators import Bidirectional, Sequential
 from jlstm.constraints import apply_constraints
 from jlstm.initializers import get_initializer
 from jlstm.layers import GRU, LSTM, ApplyFn, Dense, Dropout, InitFn, Layer, Masking, SimpleRNN
+from jlstm.precision import DTypePolicy, dtype_policy
 from jlstm.regularizers import regularization_loss
 from jlstm.summary import Namer, count_params, summary
 from jlstm.tuning import config
@@ -32,6 +33,7 @@ __all__ = [
     "LSTM",
     "ApplyFn",
     "Bidirectional",
+    "DTypePolicy",
     "Dense",
     "Dropout",
     "InitFn",
@@ -45,6 +47,7 @@ __all__ = [
     "constraints",
     "count_params",
     "cudnn",
+    "dtype_policy",
     "get_activation",
     "get_initializer",
     "gru_step",

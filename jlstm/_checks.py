@@ -201,8 +201,8 @@ def values_within(values: np.ndarray | jax.Array, low: int, high: int, expected:
 
 
 def sequence_input(x: Any, features: int, dtype: Any, what: str) -> jax.Array:
-    """Inputs of shape (batch, timesteps >= 1, features), cast to the params' `dtype`
-    (Keras casts inputs to the layer's dtype)."""
+    """Inputs of shape (batch, timesteps >= 1, features), cast to the call's compute `dtype`
+    (Keras casts inputs to the layer's compute dtype)."""
     x = numeric(x, f"{what} inputs")
     if x.ndim != 3:
         raise ValueError(

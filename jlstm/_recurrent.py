@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks
+from jlstm import _checks, precision
 from jlstm.activations import Activation
 from jlstm.cell import Cell, param_shapes, weights
 from jlstm.scan import Direction, DropoutMasks, ScanResult, rnn_scan
@@ -33,6 +33,7 @@ class RecurrentSpec(NamedTuple):
     cudnn_allow_tf32: bool = False
     # Keras's LSTM and GRU draw one mask per gate when recurrent dropout is on; SimpleRNN one.
     per_gate_dropout: bool = True
+    policy: precision.DTypePolicy = precision.dtype_policy()
 
     @property
     def activation(self) -> Activation:
@@ -56,6 +57,7 @@ def spec(cell: Cell, config: Mapping[str, Any], what: str, *, per_gate_dropout: 
         use_cudnn=_checks.use_cudnn(config.get("use_cudnn", "auto"), what),
         cudnn_allow_tf32=_checks.flag(config.get("cudnn_allow_tf32", False), f"{what} cudnn_allow_tf32"),
         per_gate_dropout=per_gate_dropout,
+        policy=precision.dtype_policy(config.get("dtype"), config.get("param_dtype"), what),
     )
 
 
@@ -68,8 +70,9 @@ def prepare_call(
     what: str,
 ) -> tuple[jax.Array, jax.Array | None, States]:
     """Checks the params, inputs, mask and initial state of a call with one or more
-    directions; returns the inputs, the bool mask and each direction's initial state (or
-    None for zeros). A single-state layer takes its state as `h` or `(h,)`, as Keras does."""
+    directions (they share a dtype policy); returns the inputs and states cast to the
+    compute dtype, the bool mask and each direction's initial state (or None for zeros).
+    A single-state layer takes its state as `h` or `(h,)`, as Keras does."""
     first_spec, first_params = directions[0]
     dtype = _checks.param_tree(first_params, _shapes(first_spec, None), what)
     features = first_params["kernel"].shape[0]
@@ -79,7 +82,8 @@ def prepare_call(
             raise TypeError(
                 f"{what}: expected both directions' params of one dtype, got {dtype} (forward) and {other} (backward)"
             )
-    x = _checks.sequence_input(inputs, features, first_params["kernel"].dtype, what)
+    compute = precision.compute_dtype(first_spec.policy, dtype, what)
+    x = _checks.sequence_input(inputs, features, compute, what)
     batch, timesteps, _ = x.shape
     mask = _checks.sequence_mask(mask, lengths, batch, timesteps, what)
     if initial_state is None:

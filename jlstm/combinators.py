@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, _recurrent, _weights, cudnn, tuning
+from jlstm import _checks, _recurrent, _weights, cudnn, precision, tuning
 from jlstm._recurrent import RecurrentSpec, States
 from jlstm.layers import RECURRENT, Layer, OutputShape, Params, Shape, _constructor, as_apply_fn
 from jlstm.scan import ScanResult
@@ -62,7 +62,14 @@ def Bidirectional(
     (a pair). Params are `{"forward": ..., "backward": ...}`. `apply` takes `mask` or
     `lengths`, and `initial_state` as both directions' states in a row, `(h_fwd, c_fwd,
     h_bwd, c_bwd)` for LSTMs and `(h_fwd, h_bwd)` for GRUs and SimpleRNNs; at a
-    masked position a returned sequence holds zeros. Both directions run in one scan.
+    masked position a returned sequence holds zeros, as Keras 3 sets its layers'
+    `zero_output_for_mask` to `return_sequences` (the layers' own is ignored here too).
+    Both directions run in one scan.
+
+    The dtype policy is the layer's (`layer.dtype_policy`; a `backward_layer` must have the
+    same): outputs come in its compute dtype. Keras casts a Bidirectional's outputs to the
+    wrapper's own policy (float32 unless it is given `dtype=` or a global policy is set);
+    cast them yourself where that is wanted.
 
     Args:
         layer: the recurrent layer to run forwards (an `LSTM`, `GRU` or `SimpleRNN`).
@@ -95,6 +102,12 @@ def Bidirectional(
         raise ValueError(
             "Bidirectional: expected forward and backward layers with different go_backwards, "
             f"got {fwd_cfg['go_backwards']} for both"
+        )
+    if forward.spec.policy != backward.spec.policy:
+        raise ValueError(
+            "Bidirectional: expected both layers with one dtype policy, "
+            f"got {precision.describe(forward.spec.policy)} (forward) and "
+            f"{precision.describe(backward.spec.policy)} (backward)"
         )
     for key in ("return_sequences", "return_state"):
         if fwd_cfg[key] != bwd_cfg[key]:

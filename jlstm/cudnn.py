@@ -5,7 +5,8 @@ call qualifies, and through the scan otherwise; results are the scan's, Keras 3'
 semantics included. A call qualifies when
 
 - the backend is GPU (`jax.default_backend() == "gpu"`),
-- activation is tanh and recurrent_activation sigmoid, params float32, `unroll=1`,
+- activation is tanh and recurrent_activation sigmoid, float32 compute (float32 params
+  and no low-precision dtype policy: a bfloat16 or mixed call runs the scan), `unroll=1`,
   `remat=False`, and no recurrent dropout acts (input dropout applies before the call),
 - the mask is absent, or right-padded with every length >= 1 (`lengths` >= 1 is),
 - and it is not under `jax.vmap` (cuDNN has no batching rule: there the scan runs; a
@@ -41,7 +42,7 @@ import numpy as np
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-from jlstm import _checks, _recurrent
+from jlstm import _checks, _recurrent, precision
 from jlstm.cell import Weights, lstm_cell
 from jlstm.scan import Direction, ScanResult, rnn_scan
 
@@ -60,13 +61,13 @@ def _name(fn: Any) -> str:
 
 
 def _static_reasons(spec: Any, dtype: Any, dropout_on: bool) -> list[str]:
-    """Why a call with this spec and dtype cannot take cuDNN, whatever its mask."""
+    """Why a call with this spec and compute dtype cannot take cuDNN, whatever its mask."""
     checks = [
         (_on_gpu(), "a GPU backend", jax.default_backend()),
         (spec.cell.name == "lstm", "an LSTM (jax.experimental.rnn has cuDNN's LSTM only)", spec.cell.name),
         (spec.activation is jnp.tanh, "activation tanh", _name(spec.activation)),
         (spec.recurrent_activation is jax.nn.sigmoid, "recurrent_activation sigmoid", _name(spec.recurrent_activation)),
-        (jnp.dtype(dtype) == jnp.float32, "float32 params", str(jnp.dtype(dtype))),
+        (jnp.dtype(dtype) == jnp.float32, "float32 compute (params and dtype policy)", str(jnp.dtype(dtype))),
         (
             not (dropout_on and spec.recurrent_dropout),
             "no recurrent_dropout in training",
@@ -197,6 +198,7 @@ def why_not(
         specs, kernel = [inner.spec, (backward or inner).spec], params["forward"]["kernel"]
     else:
         specs, kernel = [layer.spec], params["kernel"]
+    dtype = precision.compute_dtype(specs[0].policy, kernel.dtype, "why_not")
     x = _checks.array(inputs, "why_not inputs")
     if x.ndim != 3:
         raise ValueError(f"why_not: expected inputs of rank 3 (batch, timesteps, features), got shape {x.shape}")
@@ -207,7 +209,7 @@ def why_not(
         found = (
             ["expected use_cudnn 'auto' or True, got False"]
             if spec.use_cudnn is False
-            else _reasons(spec, kernel.dtype, checked, dropout_on)
+            else _reasons(spec, dtype, checked, dropout_on)
         )
         reasons += [r for r in found if r not in reasons]
     return reasons

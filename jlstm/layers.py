@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar, cast
 import jax
 import jax.numpy as jnp
 
-from jlstm import _checks, _recurrent, _weights, cudnn, tuning
+from jlstm import _checks, _recurrent, _weights, cudnn, precision, tuning
 from jlstm.activations import Activation, get_activation
 from jlstm.cell import Cell, gru_cell, lstm_cell, param_shapes, simple_rnn_cell
 from jlstm.constraints import Constraint, get_constraint
@@ -136,6 +136,15 @@ class Layer:
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         return iter((self.init, self.apply))
 
+    @property
+    def dtype_policy(self) -> precision.DTypePolicy | None:
+        """The layer's `jlstm.precision.DTypePolicy` (a Bidirectional's is its layer's); None
+        for a layer without one (Sequential, Dropout, Masking)."""
+        if "dtype" in self.config:
+            return precision.dtype_policy(self.config["dtype"], self.config.get("param_dtype"))
+        inner = self.config.get("layer")
+        return inner.dtype_policy if isinstance(inner, Layer) else None
+
     def __repr__(self) -> str:
         """Keras-like and short: the constructor's arguments that differ from its defaults,
         `LSTM(units=5, return_sequences=True)`."""
@@ -174,6 +183,9 @@ def LSTM(
     remat: bool = False,
     use_cudnn: str | bool = "auto",
     cudnn_allow_tf32: bool = False,
+    zero_output_for_mask: bool = False,
+    dtype: Any = None,
+    param_dtype: Any = None,
     name: str | None = None,
 ) -> Layer:
     """A Keras 3 LSTM layer over (batch, timesteps, features) inputs.
@@ -221,6 +233,13 @@ def LSTM(
         remat: recompute chunks of steps in the backward pass to save memory.
         use_cudnn: "auto", True or False: whether a GPU call may run through cuDNN.
         cudnn_allow_tf32: let cuDNN compute in TF32.
+        zero_output_for_mask: Keras's: at a masked step the output is zeros, not the
+            previous output (the states still carry over it); without `return_sequences`
+            the output is zeros where the last step read is masked, as Keras returns it.
+        dtype: a Keras dtype policy name ("float32", "bfloat16", "float16",
+            "mixed_bfloat16", "mixed_float16") or a float dtype; see `jlstm.precision`.
+            None: float32 params, computing in the params' dtype.
+        param_dtype: the params' dtype, Flax's way (`dtype` is then the compute dtype).
         name: the layer's name in a summary.
 
     Returns:
@@ -252,7 +271,9 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
     return_sequences = _checks.flag(config["return_sequences"], f"{what} return_sequences")
     return_state = _checks.flag(config["return_state"], f"{what} return_state")
     go_backwards = _checks.flag(config["go_backwards"], f"{what} go_backwards")
+    zero_output_for_mask = _checks.flag(config["zero_output_for_mask"], f"{what} zero_output_for_mask")
     u = spec.units
+    drawn = precision.draw_dtype(spec.policy)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[OutputShape, Params]:
         rng = _checks.prng_key(rng, f"{what} init")
@@ -260,11 +281,12 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         shapes = param_shapes(cell, features, u, spec.use_bias)
         k_kernel, k_recurrent, k_bias = jax.random.split(rng, 3)
         params = {
-            "kernel": init_kernel(k_kernel, shapes["kernel"], jnp.float32),
-            "recurrent_kernel": init_recurrent(k_recurrent, shapes["recurrent_kernel"], jnp.float32),
+            "kernel": init_kernel(k_kernel, shapes["kernel"], drawn),
+            "recurrent_kernel": init_recurrent(k_recurrent, shapes["recurrent_kernel"], drawn),
         }
         if spec.use_bias:
-            params["bias"] = _bias(init_bias, k_bias, shapes["bias"], config.get("unit_forget_bias", False), u)
+            params["bias"] = _bias(init_bias, k_bias, shapes["bias"], config.get("unit_forget_bias", False), u, drawn)
+        params = _as_variables(params, spec.policy)
         out: Shape = (batch, timesteps, u) if return_sequences else (batch, u)
         if return_state:
             states: list[Shape] = [(batch, u)] * cell.state_size
@@ -285,7 +307,14 @@ def _recurrent_layer(type_name: str, cell: Cell, config: dict[str, Any], *, per_
         key = _recurrent.dropout_rng(spec, training, rng, what)
         routes = cudnn.plan([spec], x, mask, key is not None, what)
         statics = _RecurrentStatics(
-            spec, go_backwards, return_sequences, return_state, routes, what, tuning.settings_key()
+            spec,
+            go_backwards,
+            return_sequences,
+            return_state,
+            zero_output_for_mask,
+            routes,
+            what,
+            tuning.settings_key(),
         )
         return _recurrent_compute(params, x, mask, states, key, statics)
 
@@ -323,6 +352,7 @@ class _RecurrentStatics(NamedTuple):
     go_backwards: bool
     return_sequences: bool
     return_state: bool
+    zero_output_for_mask: bool
     routes: tuple[str, ...]
     what: str
     settings: tuple[Any, ...]  # tuning.settings_key(): the forms the scan's trace takes
@@ -348,28 +378,43 @@ def _recurrent_compute(
         states,
         reverse=(statics.go_backwards,),
         return_sequences=statics.return_sequences,
-        zero_output_for_mask=False,
+        zero_output_for_mask=statics.zero_output_for_mask,
         dropout_rng=key,
         route=statics.routes[0],
         what=statics.what,
     )
-    out = result.h[0] if result.sequences is None else result.sequences[0]
+    out = _last_output(result.h[0], mask, statics) if result.sequences is None else result.sequences[0]
     return (out, *(s[0] for s in result.states)) if statics.return_state else out
 
 
+def _last_output(h: jax.Array, mask: jax.Array | None, statics: _RecurrentStatics) -> jax.Array:
+    """The output without return_sequences: the final h, or, with zero_output_for_mask, zeros
+    in the rows whose last step read is masked (Keras 3 returns its zeroed sequence's last step)."""
+    if mask is None or not statics.zero_output_for_mask:
+        return h
+    last = mask[:, 0] if statics.go_backwards else mask[:, -1]
+    return jnp.where(last[:, None], h, jnp.zeros_like(h))
+
+
+def _as_variables(params: dict[str, jax.Array], policy: precision.DTypePolicy) -> dict[str, jax.Array]:
+    """Drawn params cast to the policy's variable dtype."""
+    return {k: v.astype(policy.variable_dtype) for k, v in params.items()}
+
+
 def _bias(
-    init_bias: Initializer, key: jax.Array, shape: tuple[int, ...], unit_forget_bias: bool, units: int
+    init_bias: Initializer,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    unit_forget_bias: bool,
+    units: int,
+    dtype: Any,
 ) -> jax.Array:
     if not unit_forget_bias:
-        return init_bias(key, shape, jnp.float32)
+        return init_bias(key, shape, dtype)
     # Keras's LSTM: the forget gate's block (the second) starts at 1.
     k_i, k_co = jax.random.split(key)
     return jnp.concatenate(
-        [
-            init_bias(k_i, (units,), jnp.float32),
-            jnp.ones((units,), jnp.float32),
-            init_bias(k_co, (2 * units,), jnp.float32),
-        ]
+        [init_bias(k_i, (units,), dtype), jnp.ones((units,), dtype), init_bias(k_co, (2 * units,), dtype)]
     )
 
 
@@ -398,6 +443,9 @@ def GRU(
     unroll: int | bool = 1,
     remat: bool = False,
     use_cudnn: str | bool = "auto",
+    zero_output_for_mask: bool = False,
+    dtype: Any = None,
+    param_dtype: Any = None,
     name: str | None = None,
 ) -> Layer:
     """A Keras 3 GRU layer over (batch, timesteps, features) inputs.
@@ -439,6 +487,13 @@ def GRU(
         remat: recompute chunks of steps in the backward pass to save memory.
         use_cudnn: Keras 3's argument: "auto" and False run the scan (jax.experimental.rnn
             has no cuDNN GRU); True raises, saying so.
+        zero_output_for_mask: Keras's: at a masked step the output is zeros, not the
+            previous output (the states still carry over it); without `return_sequences`
+            the output is zeros where the last step read is masked, as Keras returns it.
+        dtype: a Keras dtype policy name ("float32", "bfloat16", "float16",
+            "mixed_bfloat16", "mixed_float16") or a float dtype; see `jlstm.precision`.
+            None: float32 params, computing in the params' dtype.
+        param_dtype: the params' dtype, Flax's way (`dtype` is then the compute dtype).
         name: the layer's name in a summary.
 
     Returns:
@@ -477,6 +532,9 @@ def SimpleRNN(
     recurrent_dropout: float = 0.0,
     unroll: int | bool = 1,
     remat: bool = False,
+    zero_output_for_mask: bool = False,
+    dtype: Any = None,
+    param_dtype: Any = None,
     name: str | None = None,
 ) -> Layer:
     """A Keras 3 SimpleRNN layer: `h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)`.
@@ -509,6 +567,13 @@ def SimpleRNN(
         recurrent_dropout: the fraction of the state dropped in training.
         unroll: `lax.scan`'s unroll factor; True unrolls fully.
         remat: recompute chunks of steps in the backward pass to save memory.
+        zero_output_for_mask: Keras's: at a masked step the output is zeros, not the
+            previous output (the states still carry over it); without `return_sequences`
+            the output is zeros where the last step read is masked, as Keras returns it.
+        dtype: a Keras dtype policy name ("float32", "bfloat16", "float16",
+            "mixed_bfloat16", "mixed_float16") or a float dtype; see `jlstm.precision`.
+            None: float32 params, computing in the params' dtype.
+        param_dtype: the params' dtype, Flax's way (`dtype` is then the compute dtype).
         name: the layer's name in a summary.
 
     Returns:
@@ -530,6 +595,8 @@ def Dense(
     activation: str | Activation | None = None,
     *,
     use_bias: bool = True,
+    dtype: Any = None,
+    param_dtype: Any = None,
     kernel_initializer: str | Initializer = "glorot_uniform",
     bias_initializer: str | Initializer = "zeros",
     kernel_regularizer: str | Regularizer | None = None,
@@ -546,6 +613,9 @@ def Dense(
         units: the size of the output's last axis.
         activation: a Keras name, a callable, or None for linear.
         use_bias: add a bias (units,).
+        dtype: a Keras dtype policy name or a float dtype, as the recurrent layers take it
+            (`jlstm.precision`); None: float32 params, computing in the params' dtype.
+        param_dtype: the params' dtype, Flax's way (`dtype` is then the compute dtype).
         kernel_initializer: the kernel's initializer, a Keras name or a callable
             `(key, shape, dtype) -> array`.
         bias_initializer: the bias's initializer, as `kernel_initializer`.
@@ -569,6 +639,8 @@ def Dense(
     act = get_activation(activation, f"{what} activation")
     init_kernel = get_initializer(kernel_initializer, f"{what} kernel_initializer")
     init_bias = get_initializer(bias_initializer, f"{what} bias_initializer")
+    policy = precision.dtype_policy(dtype, param_dtype, what)
+    drawn = precision.draw_dtype(policy)
 
     def init(rng: jax.Array, input_shape: Shape) -> tuple[Shape, Params]:
         rng = _checks.prng_key(rng, f"{what} init")
@@ -577,10 +649,10 @@ def Dense(
             raise ValueError(f"{what}: expected input_shape of rank >= 2, got {shape}")
         features = _checks.positive_int(shape[-1], f"{what}: input_shape features in {shape}")
         k_kernel, k_bias = jax.random.split(rng)
-        params = {"kernel": init_kernel(k_kernel, (features, units), jnp.float32)}
+        params = {"kernel": init_kernel(k_kernel, (features, units), drawn)}
         if use_bias:
-            params["bias"] = init_bias(k_bias, (units,), jnp.float32)
-        return shape[:-1] + (units,), params
+            params["bias"] = init_bias(k_bias, (units,), drawn)
+        return shape[:-1] + (units,), _as_variables(params, policy)
 
     def apply(
         params: Params, inputs: Any, *, mask: Any = None, training: bool = False, rng: jax.Array | None = None
@@ -588,14 +660,14 @@ def Dense(
         del mask, rng
         _checks.training(training, what)
         expected = {"kernel": (None, units)} | ({"bias": (units,)} if use_bias else {})
-        _checks.param_tree(params, expected, what)
+        compute = precision.compute_dtype(policy, _checks.param_tree(params, expected, what), what)
         features = params["kernel"].shape[0]
         x = _checks.numeric(inputs, f"{what} inputs")
         if x.ndim < 2 or x.shape[-1] != features:
             raise ValueError(f"{what}: expected inputs of shape (..., {features}), got {tuple(x.shape)}")
-        y = jnp.asarray(x, params["kernel"].dtype) @ params["kernel"]
+        y = jnp.asarray(x, compute) @ params["kernel"].astype(compute)
         if use_bias:
-            y = y + jnp.broadcast_to(params["bias"], y.shape)
+            y = y + jnp.broadcast_to(params["bias"].astype(compute), y.shape)
         return act(y)
 
     rules = _weight_rules(config, ("kernel", "bias") if use_bias else ("kernel",), what)

@@ -111,6 +111,12 @@ def _masked_projection(a: jax.Array, kernels: jax.Array, masks: jax.Array) -> ja
     return z.reshape(d, a.shape[1], width)
 
 
+def _cast(weights: Weights, dtype: Any) -> Weights:
+    """The weights in `dtype` (a no-op where they are in it already)."""
+    cast: Weights = jax.tree.map(lambda w: w.astype(dtype), weights)  # None biases stay None
+    return cast
+
+
 def _keep(keep: jax.Array | None, new: jax.Array, old: jax.Array) -> jax.Array:
     return new if keep is None else jnp.where(keep, new, old)
 
@@ -135,6 +141,7 @@ def _scan_states(
     in the form's layout.
     """
     cell, form = statics.cell, statics.form
+    weights = _cast(weights, xs.dtype)  # the params' dtype to the compute dtype (a mixed policy)
     cols = _is_cols(form)
     axis = -2 if cols else -1
     units = weights.recurrent_kernel.shape[1]
@@ -236,7 +243,7 @@ def _recurrence_bwd(statics, return_sequences, residuals, cotangents):
         before, saved = jax.tree.map(lambda a: jnp.swapaxes(a, -1, -2), (before, saved))
     d_seq, d_state = cotangents
     d_state0, d_proj = _backward_loop(
-        weights.recurrent_kernel,
+        weights.recurrent_kernel.astype(xs.dtype),
         _relayout(keep, cols),
         before,
         saved,
@@ -255,18 +262,23 @@ def _gradients(
     """The input and weight gradients from every step's projection cotangents (T, D, B, GU),
     one for a summed cell or (input, recurrent) for another, each one (T*B)-long GEMM per
     direction rather than a small matmul per step (measured: a batched einsum over the
-    directions ran 1.2-1.9x slower)."""
+    directions ran 1.2-1.9x slower). The weight gradients accumulate in, and come back in,
+    the weights' dtype (float32 under a mixed policy, whose loops ran in 16 bits); the
+    input gradient in the inputs' dtype."""
     t, d, b, f = xs.shape
     d_x, d_h = (d_proj, d_proj) if summed else d_proj
+    into = weights.kernel.dtype
     flat = lambda a: a.reshape(t * b, a.shape[-1])  # noqa: E731
     per_direction = lambda fn: jnp.stack([fn(i) for i in range(d)])  # noqa: E731
+    gemm = lambda a, g: jnp.matmul(flat(a).T, flat(g), preferred_element_type=into)  # noqa: E731
     d_weights = Weights(
-        per_direction(lambda i: flat(xs[:, i]).T @ flat(d_x[:, i])),
-        per_direction(lambda i: flat(h_prev[:, i]).T @ flat(d_h[:, i])),
-        None if weights.bias is None else d_x.sum((0, 2)),
-        None if weights.recurrent_bias is None else d_h.sum((0, 2)),
+        per_direction(lambda i: gemm(xs[:, i], d_x[:, i])),
+        per_direction(lambda i: gemm(h_prev[:, i], d_h[:, i])),
+        None if weights.bias is None else d_x.sum((0, 2), dtype=into),
+        None if weights.recurrent_bias is None else d_h.sum((0, 2), dtype=into),
     )
-    d_xs = per_direction(lambda i: (flat(d_x[:, i]) @ weights.kernel[i].T).reshape(t, b, f))
+    kernel = weights.kernel.astype(xs.dtype)
+    d_xs = per_direction(lambda i: (flat(d_x[:, i]) @ kernel[i].T).reshape(t, b, f))
     return jnp.moveaxis(d_xs, 0, 1), d_weights
 
 
@@ -470,6 +482,8 @@ def rnn_scan(
     h, or zeros with `zero_output_for_mask`. With `remat` the backward pass recomputes
     chunks of about sqrt(T) steps instead of storing every step's residuals.
 
+    The loop computes in x's dtype; weights of another (float32 under a mixed policy) are
+    cast to it inside, and their gradients accumulate and come back in their own dtype.
     The loop's form is chosen here, outside any trace, from the shapes (`jlstm.tuning`).
     """
     batch, timesteps, features = x.shape
@@ -505,14 +519,18 @@ def _stacked_scan(
     """The scan over every direction's (weights, initial state, dropout masks), stacked."""
     cell = statics.cell
 
-    def stack(arrays: Sequence[jax.Array]) -> jax.Array:
-        return jnp.stack(arrays).astype(x.dtype)
-
-    def stack_or_none(arrays: Sequence[jax.Array | None]) -> jax.Array | None:
-        present = _all_or_none(arrays)
-        return None if present is None else stack(present)
-
     weights, states, dropouts = zip(*directions)
+    # The weights stay in the params' dtype up to the loop, which computes in x's: the custom
+    # VJP then accumulates their gradients in the params' dtype (float32 under a mixed policy).
+    params_dtype = weights[0].kernel.dtype
+
+    def stack(arrays: Sequence[jax.Array], dtype: Any = x.dtype) -> jax.Array:
+        return jnp.stack(arrays).astype(dtype)
+
+    def stack_or_none(arrays: Sequence[jax.Array | None], dtype: Any = x.dtype) -> jax.Array | None:
+        present = _all_or_none(arrays)
+        return None if present is None else stack(present, dtype)
+
     batch, units = x.shape[0], weights[0].recurrent_kernel.shape[0]
     given_states = _all_or_none(states)
     if given_states is None:
@@ -526,10 +544,10 @@ def _stacked_scan(
         # it held (NaN, inf) out of every gradient.
         xs = jnp.where(keep, xs, 0)
     stacked = Weights(
-        stack([w.kernel for w in weights]),
-        stack([w.recurrent_kernel for w in weights]),
-        stack_or_none([w.bias for w in weights]),
-        stack_or_none([w.recurrent_bias for w in weights]),
+        stack([w.kernel for w in weights], params_dtype),
+        stack([w.recurrent_kernel for w in weights], params_dtype),
+        stack_or_none([w.bias for w in weights], params_dtype),
+        stack_or_none([w.recurrent_bias for w in weights], params_dtype),
     )
     masks = _all_or_none(dropouts)
     dropout = None

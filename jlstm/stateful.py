@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jlstm import _checks
+from jlstm import _checks, precision
 from jlstm.combinators import Bidirectional, layer_keys
 from jlstm.layers import RECURRENT, Layer, Params
 
@@ -56,7 +56,8 @@ def init_state(layer: Layer, params: Params, batch_size: int) -> State:
     Args:
         layer: an `LSTM`, `GRU` or `SimpleRNN`, a `Bidirectional` over one, or a `Sequential`
             holding them.
-        params: the layer's params: the states take the dtype of each recurrent layer's.
+        params: the layer's params: the states take each recurrent layer's compute dtype
+            (its params' dtype, without a dtype policy).
         batch_size: the rows every chunk will have.
 
     Returns:
@@ -212,7 +213,10 @@ def _zeros(layer: Layer, params: Params, batch: int, what: str) -> State:
     if not leaves or not all(_is_float(p) for p in leaves):
         got = sorted({str(getattr(p, "dtype", type(p).__name__)) for p in leaves}) or type(params).__name__
         raise TypeError(f"{what}: expected {_name(layer)}'s params as arrays of a float dtype, got {got}")
-    return tuple(jnp.zeros((batch, u), leaves[0].dtype) for u in _units(layer))
+    # the dtype the layer's states come back in: its compute dtype (its params' without a policy)
+    policy = layer.dtype_policy
+    dtype = leaves[0].dtype if policy is None else precision.compute_dtype(policy, leaves[0].dtype, what)
+    return tuple(jnp.zeros((batch, u), dtype) for u in _units(layer))
 
 
 def _is_float(leaf: Any) -> bool:

@@ -39,7 +39,9 @@ def test_quick_bench_reports_jlstm_and_positive_ratios(tmp_path):
     # A peer that did not run is there as a skip note, printed too; nothing failed.
     ran = {r["peer"] for r in rows}
     skipped = {n["where"] for n in results["notes"] if n["kind"] == "skip"}
-    assert ran | skipped >= {"jlstm", "torch", "flax", "keras", "equinox"}
+    assert ran | skipped >= {"jlstm", "torch", "flax", "keras", "equinox", "torch-bf16"}
+    assert "jlstm-bf16" in ran  # the mixed_bfloat16 row, its ratio to float32 jlstm's as the others'
+    assert {r["peer"]: r["forward_gflops"] for r in rows}["jlstm-bf16"] > 0
     assert not [n for n in results["notes"] if n["kind"] == "error"], results["notes"]
     for note in results["notes"]:
         assert note["note"] in done.stdout

@@ -152,6 +152,10 @@ def test_lstm_matches_the_scan(fake, return_sequences, return_state, go_backward
     check_outputs(fake, "lstm", cfg, 2)
 
 
+def test_zero_output_for_mask_matches_the_scan(fake):
+    check_outputs(fake, "lstm", dict(return_sequences=True, return_state=True, zero_output_for_mask=True), 2)
+
+
 @pytest.mark.parametrize(
     "merge_mode,return_sequences,return_state",
     [
@@ -303,7 +307,7 @@ def test_no_bias_and_float32_only(fake):
     assert fake.count() == 1
     on, off, params = twins("bidirectional", return_sequences=True)
     half = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
-    assert cudnn.why_not(on, half, x) == ["expected float32 params, got bfloat16"]
+    assert cudnn.why_not(on, half, x) == ["expected float32 compute (params and dtype policy), got bfloat16"]
     assert_close(on.apply(half, x, lengths=LENGTHS), off.apply(half, x, lengths=LENGTHS))
     assert fake.count() == 1
 
@@ -344,6 +348,7 @@ def test_use_cudnn_true_raises_where_cudnn_cannot(fake, rng):
     fails("expected recurrent_activation sigmoid, got hard_sigmoid", recurrent_activation="hard_sigmoid")
     fails("expected unroll=1, got unroll=2", unroll=2)
     fails("expected remat=False", remat=True)
+    fails(r"expected float32 compute \(params and dtype policy\), got bfloat16", dtype="mixed_bfloat16")
     fails("expected no recurrent_dropout in training, got recurrent_dropout=0.2", recurrent_dropout=0.2, training=True)
     fails("expected a mask right-padded .* got holes or left padding", mask=MASKS["holes"])
     fails("expected every row's length >= 1, got a zero-length row .row 1.", mask=MASKS["zero-length"])
@@ -382,6 +387,8 @@ def test_why_not(fake, rng):
     ]
     off = jlstm.LSTM(U, use_cudnn=False)
     assert cudnn.why_not(off, params, x) == ["expected use_cudnn 'auto' or True, got False"]
+    mixed = jlstm.LSTM(U, dtype="mixed_float16")  # float32 params, float16 compute: the scan
+    assert cudnn.why_not(mixed, params, x) == ["expected float32 compute (params and dtype policy), got float16"]
 
 
 @pytest.mark.parametrize("make", [jlstm.GRU, jlstm.SimpleRNN])

@@ -169,6 +169,8 @@ BAD_SIZES = [0, -1, 2.5, math.nan, math.inf, "3", None, True, [3], np.float32(3)
 BAD_FLAGS = [1, 0, "yes", None, np.float32(1), [True]]
 BAD_RATES = [-0.1, 1.0, 1.5, math.nan, math.inf, -math.inf, "0.5", None, True, 0.5j, [0.5], np.array([0.5])]
 BAD_NAMES = [5, 1.5, b"name", ["name"], True]
+# dtype= and param_dtype=: not a policy name, not a float dtype (None is valid: no policy).
+BAD_DTYPES = ["float33", "mixed_float32", "int8", np.complex64, 3, True, [jnp.float32], b"float32"]
 
 
 def _wrong_shape_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
@@ -205,6 +207,9 @@ def constructor_cases(r: random.Random) -> Iterator[Case]:
             "kernel_initializer": ["glorot", 5, None, _wrong_shape_init, _int_init],
             "recurrent_initializer": [_wrong_shape_init],
             "bias_initializer": [_int_init],
+            "zero_output_for_mask": BAD_FLAGS,
+            "dtype": BAD_DTYPES,
+            "param_dtype": BAD_DTYPES + ["mixed_bfloat16"],
             "name": BAD_NAMES,
         }
         if kind != "SimpleRNN":
@@ -239,7 +244,8 @@ def constructor_cases(r: random.Random) -> Iterator[Case]:
             )
     for value in BAD_SIZES:
         yield Case(f"Dense({value!r})", lambda v=value: jlstm.Dense(v))
-    for slot, values in {"activation": ["soft_max", 3], "use_bias": BAD_FLAGS, "name": BAD_NAMES}.items():
+    dense_slots = {"activation": ["soft_max", 3], "use_bias": BAD_FLAGS, "dtype": BAD_DTYPES, "name": BAD_NAMES}
+    for slot, values in dense_slots.items():
         for value in values:
             yield Case(f"Dense(2, {slot}={value!r})", lambda k={slot: value}: jlstm.Dense(2, **k))
     yield Case(

@@ -209,11 +209,19 @@ def test_a_gradient_tunes_the_backward_loop_too(tuned):
 def test_a_corrupt_or_foreign_cache_file_is_ignored_with_a_warning_and_left_alone(tuned, content):
     path = tuned / "scan_forms.json"
     path.write_bytes(content)
+    with pytest.warns(UserWarning, match="ignoring the scan form cache"):
+        assert tuning._read_cache() == {}
+    assert path.read_bytes() == content
+
+
+def test_a_call_beside_a_corrupt_cache_file_measures_and_leaves_it_alone(tuned):
+    path = tuned / "scan_forms.json"
+    path.write_bytes(b"{not json")
     layer = jlstm.LSTM(U)
     _, params = layer.init(jax.random.key(0), (None, T, F))
     with pytest.warns(UserWarning, match="ignoring the scan form cache"):
         layer.apply(params, data()[0])
-    assert path.read_bytes() == content
+    assert path.read_bytes() == b"{not json"
     (choice,) = tuning.choices().values()
     assert choice.seconds is not None  # measured, not read
 

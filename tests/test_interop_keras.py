@@ -7,7 +7,7 @@ import pytest
 from helpers import B, F, T, U, close, data, jitter, readme_param_counts, reference
 
 import jlstm
-from jlstm import interop
+from jlstm import constraints, interop, regularizers
 
 keras = pytest.importorskip("keras")
 
@@ -219,6 +219,71 @@ def test_keras_bidirectional_keeps_a_custom_backward_layer_only_when_custom():
     assert interop.from_keras(custom)[0].config["backward_layer"].config["dropout"] == 0.5
 
 
+# The Keras arguments from_keras and to_keras carry beyond the weights' layout.
+CARRIED = ("zero_output_for_mask", "dtype") + tuple(
+    f"{prefix}_{kind}" for prefix in ("kernel", "recurrent", "bias") for kind in ("regularizer", "constraint")
+)
+
+
+def test_keras_options_round_trip():
+    """zero_output_for_mask, dtype policies, regularizers and constraints, both ways."""
+    with reference():
+        kmodel = keras.Sequential(
+            [
+                keras.Input((T, F)),
+                keras.layers.Masking(0.0),
+                keras.layers.LSTM(
+                    U,
+                    return_sequences=True,
+                    zero_output_for_mask=True,
+                    kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02),
+                    recurrent_regularizer=keras.regularizers.OrthogonalRegularizer(0.1, mode="columns"),
+                    bias_regularizer="l2",
+                    recurrent_constraint=keras.constraints.MaxNorm(1.5, axis=1),
+                ),
+                keras.layers.GRU(  # zero_output_for_mask zeroes padded()'s row 1 (its last step is masked)
+                    3,
+                    zero_output_for_mask=True,
+                    dtype="mixed_bfloat16",
+                    kernel_constraint="non_neg",
+                    bias_regularizer="l1",
+                ),
+                keras.layers.Dense(2, dtype="bfloat16", kernel_constraint=keras.constraints.MinMaxNorm(0.5, 1.0, 0.5)),
+            ]
+        )
+    randomize(kmodel, seed=7)
+    layer, params = interop.from_keras(kmodel)
+    _, lstm, gru, dense = layer.sublayers
+    assert lstm.config["zero_output_for_mask"] is True and "zero_output_for_mask=True" in repr(lstm)
+    assert (lstm.config["kernel_regularizer"], lstm.config["recurrent_regularizer"]) == (
+        regularizers.L1L2(0.01, 0.02),
+        regularizers.OrthogonalRegularizer(0.1, "columns"),
+    )
+    assert "bias_regularizer=L2(l2=0.01), recurrent_constraint=MaxNorm(max_value=1.5, axis=1)" in repr(lstm)
+    assert "L1(l1=0.01), kernel_constraint=NonNeg(), zero_output_for_mask=True, dtype='mixed_bfloat16'" in repr(gru)
+    assert dense.config["kernel_constraint"] == constraints.MinMaxNorm(0.5, 1.0, 0.5)
+    assert dense.dtype_policy.name == "bfloat16"
+    assert [p.dtype for p in jax.tree.leaves(params)] == [w.dtype for w in kmodel.get_weights()]
+    assert {p.dtype.name for p in jax.tree.leaves(params)} == {"float32", "bfloat16"}  # mixed keeps float32 ones
+    x = padded(7)
+    ours, theirs = layer.apply(params, x), keras_out(kmodel, x)
+    assert ours.dtype == theirs.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(ours[1], params[3]["bias"])  # the GRU's zeros through the Dense
+    atol = 1.6e-2  # test_precision's bfloat16 tolerance against Keras (on this CPU they agree exactly)
+    np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(theirs, np.float32), atol=atol, rtol=atol)
+    with reference():
+        keras_penalty = jax.jit(lambda: sum(kmodel.losses))()
+    penalty = jax.jit(lambda p: jlstm.regularization_loss(layer, p))(params)
+    np.testing.assert_allclose(penalty, keras_penalty, rtol=1e-5)
+    back = interop.to_keras(layer, params)
+    for kl, kback in zip(kmodel.layers, back.layers, strict=True):
+        want, got = kl.get_config(), kback.get_config()
+        assert {k: got[k] for k in CARRIED if k in want} == {k: want[k] for k in CARRIED if k in want}
+    for w, w_back in zip(kmodel.get_weights(), back.get_weights(), strict=True):
+        assert w_back.dtype == w.dtype
+        np.testing.assert_array_equal(np.asarray(w_back, np.float32), np.asarray(w, np.float32))
+
+
 def test_to_keras_round_trip():
     model = jlstm.Sequential(
         [
@@ -279,6 +344,13 @@ def test_from_keras_rejects_unsupported():
     def my_activation(x):
         return x
 
+    def my_penalty(x):
+        return 0.01 * keras.ops.sum(x)
+
+    class Clipped(keras.constraints.Constraint):
+        def __call__(self, w):
+            return keras.ops.clip(w, -1.0, 1.0)
+
     class MyLSTM(keras.layers.LSTM):
         pass
 
@@ -286,6 +358,7 @@ def test_from_keras_rejects_unsupported():
         pass
 
     generic = keras.layers.RNN(keras.layers.GRUCell(U))
+    quantized = built(keras.layers.Dense(2, dtype="int8_from_float32"), (None, F))  # int8 weights, a scale
     cases = [
         (built(generic), TypeError, r"RNN 'rnn.*': unsupported layer; expected one of \['InputLayer', 'LSTM', 'GRU'"),
         (
@@ -297,7 +370,24 @@ def test_from_keras_rejects_unsupported():
         (built(keras.layers.GRU(U, stateful=True), (B, T, F)), ValueError, "GRU .*stateful=True is not supported"),
         (built(keras.layers.SimpleRNN(U, stateful=False, activation=my_activation)), ValueError, "'my_activation'"),
         (built(keras.layers.GRU(U, recurrent_activation=my_activation)), ValueError, "recurrent_activation: expected"),
-        (built(keras.layers.SimpleRNN(U, zero_output_for_mask=True)), ValueError, "zero_output_for_mask=True"),
+        (
+            built(keras.layers.SimpleRNN(U, kernel_regularizer=my_penalty, recurrent_initializer="zeros")),
+            ValueError,
+            r"SimpleRNN .* kernel_regularizer: expected None or one of Keras's \['L1', 'L1L2', 'L2', "
+            r"'OrthogonalRegularizer'\], got the custom or unsupported 'my_penalty'",
+        ),
+        (
+            built(keras.layers.GRU(U, bias_constraint=Clipped(), recurrent_initializer="zeros")),
+            ValueError,
+            "bias_constraint: .*unsupported 'Clipped'",
+        ),
+        (
+            built(
+                keras.layers.Bidirectional(keras.layers.LSTM(U, recurrent_initializer="zeros"), dtype="mixed_bfloat16")
+            ),
+            ValueError,
+            "expected the float32 dtype policy or its layers' 'float32', got 'mixed_bfloat16'",
+        ),
         (built(MyGRU(U)), TypeError, "MyGRU .*unsupported layer"),
         (built(keras.layers.LSTM(U, activation=my_activation)), ValueError, "custom or unsupported 'my_activation'"),
         (built(keras.layers.LSTM(U, activation=lambda x: x)), ValueError, "unsupported '<lambda>'"),
@@ -306,6 +396,7 @@ def test_from_keras_rejects_unsupported():
         (keras.layers.LSTM(U), ValueError, "expected a built layer"),
         (keras.layers.Dropout(0.5, noise_shape=(None, 1, F)), ValueError, "noise_shape"),
         (keras.layers.InputLayer((T, F)), TypeError, "InputLayer alone"),
+        (quantized, ValueError, "expected a float dtype policy, got the quantized 'int8_from_float32'"),
         (np.ones(3), TypeError, "expected a Keras 3 model or layer, got ndarray"),
     ]
     for obj, error, message in cases:
@@ -342,6 +433,10 @@ def test_to_keras_rejects_what_keras_cannot_name():
     _, params = layer.init(jax.random.key(0), (None, T, F))
     with pytest.raises(TypeError, match=r"LSTM activation: expected one of \[.*'tanh'\] by name, got the callable"):
         interop.to_keras(layer, params)
+    with pytest.raises(TypeError, match=r"LSTM kernel_regularizer: expected one of \['L1', .*\] .* got the callable"):
+        interop.to_keras(jlstm.LSTM(U, kernel_regularizer=jnp.sum), params)
+    with pytest.raises(ValueError, match="a dtype policy Keras has a name for, got 'params float16, compute bfloat16'"):
+        interop.to_keras(jlstm.LSTM(U, dtype="bfloat16", param_dtype="float16"), params)
     good = jlstm.LSTM(U)
     with pytest.raises(ValueError, match=r"expected params\['recurrent_kernel'\] of shape \(5, 20\), got \(4, 20\)"):
         interop.to_keras(good, {**params, "recurrent_kernel": jnp.zeros((4, 20))})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import numpy as np
 
 from jlstm.activations import ACTIVATIONS
 from jlstm.combinators import Bidirectional, Sequential
+from jlstm.constraints import CONSTRAINTS, get_constraint
 from jlstm.initializers import INITIALIZERS
 from jlstm.interop._common import (
     Path,
@@ -24,6 +27,8 @@ from jlstm.interop._common import (
     _replace,
 )
 from jlstm.layers import RECURRENT, Dense, Dropout, Layer, Masking, Params
+from jlstm.precision import POLICY_NAMES
+from jlstm.regularizers import REGULARIZERS, get_regularizer
 
 
 def _import_keras() -> Any:
@@ -64,6 +69,23 @@ _RECURRENT_INITIALIZERS = {
     "recurrent_initializer": "orthogonal",
     "bias_initializer": "zeros",
 }
+# The params whose regularizer and constraint a layer takes, as its arguments' prefixes.
+_RECURRENT_RULES = ("kernel", "recurrent", "bias")
+_DENSE_RULES = ("kernel", "bias")
+
+
+class _KerasRules(NamedTuple):
+    """Keras's regularizers or constraints, and jlstm's classes of the same names and fields."""
+
+    module: str  # keras.<module>, as a layer's get_config names it
+    classes: dict[str, Callable[..., Any]]  # jlstm's classes by class name
+    get: Callable[..., Any]  # jlstm's get_regularizer or get_constraint
+
+
+_KERAS_RULES = {
+    "regularizer": _KerasRules("regularizers", {c.__name__: c for c in REGULARIZERS.values()}, get_regularizer),
+    "constraint": _KerasRules("constraints", {c.__name__: c for c in CONSTRAINTS.values()}, get_constraint),
+}
 _KERAS_TYPES = ("InputLayer", *_KERAS_RECURRENT, "Bidirectional", "Dense", "Dropout", "Masking")
 # The weights of a layer that has some, in Keras's get_weights order (then the bias, if any).
 _KERAS_WEIGHTS = {name: ("kernel", "recurrent_kernel") for name in RECURRENT} | {"Dense": ("kernel",)}
@@ -77,11 +99,20 @@ def from_keras(model_or_layer: Any) -> tuple[Layer, Params]:
     backward_layer included), Dense, Dropout and Masking layers, which comes back as a
     `jlstm.Sequential` (a Masking layer's mask flows to the layers after it, as in
     Keras); a single layer comes back as that jlstm layer. Each layer's config maps to
-    jlstm's arguments. Anything else (a generic `keras.layers.RNN`, a custom subclass,
-    `stateful=True`, an activation jlstm has no name for, a dtype policy other than
-    float32) is a TypeError/ValueError naming it. Initializers carry over by name
-    where jlstm has one (they matter only for re-initialising); regularizers and
-    constraints act only in Keras training and are not carried over.
+    jlstm's arguments: `zero_output_for_mask` (a Bidirectional sets its layers' own, in
+    Keras as in jlstm), the dtype policy (`layer.dtype_policy.name` as `dtype=`; the
+    params keep their dtype, float32 under "mixed_bfloat16", bfloat16 under "bfloat16"),
+    the regularizers (Keras's L1, L2, L1L2 and OrthogonalRegularizer as
+    `jlstm.regularizers`' classes with the same factors) and constraints (MaxNorm,
+    NonNeg, UnitNorm and MinMaxNorm as `jlstm.constraints`' with the same arguments).
+    Initializers carry over by name where jlstm has one (they matter only for
+    re-initialising). Dropout and Masking keep their inputs' dtype whatever their
+    policy; a Bidirectional must have float32's or its layers' (Keras casts its outputs
+    to it, jlstm leaves them in its layers' compute dtype). An `activity_regularizer` is
+    not carried over (jlstm puts it in the loss: `jlstm.regularizers`). Anything else (a
+    generic `keras.layers.RNN`, a custom subclass, `stateful=True`, an activation,
+    regularizer or constraint jlstm has no class for, a quantized dtype policy) is a
+    TypeError/ValueError naming it.
 
     >>> import os
     >>> _ = os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is first imported
@@ -147,15 +178,62 @@ def _keras_config(kl: Any, what: str) -> dict[str, Any]:
         raise TypeError(f"{what}: cannot read its config ({type(err).__name__}: {err})") from None
 
 
+def _keras_object_name(value: Any) -> Any:
+    """What an error calls a serialised custom object: a function's name (in "config"),
+    else its class's; anything else as it is."""
+    if not isinstance(value, dict):
+        return value
+    name = value.get("config")
+    return name if isinstance(name, str) else value.get("class_name", "<lambda>")
+
+
 def _keras_activation(value: Any, what: str) -> str:
     if isinstance(value, str) and value in ACTIVATIONS:
         return value
-    if isinstance(value, dict):  # a serialised function (its name in "config") or lambda
-        name = value.get("config")
-        value = name if isinstance(name, str) else value.get("class_name", "<lambda>")
     raise ValueError(
-        f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or unsupported {value!r}"
+        f"{what}: expected an activation in {sorted(ACTIVATIONS)}, got the custom or unsupported "
+        f"{_keras_object_name(value)!r}"
     )
+
+
+def _keras_rule(value: Any, kind: str, what: str) -> Any:
+    """A Keras regularizer or constraint as its layer's get_config serialises it (None
+    for none) as jlstm's object of the same class and arguments."""
+    if value is None:
+        return None
+    rules = _KERAS_RULES[kind]
+    if isinstance(value, dict) and value.get("module") == f"keras.{rules.module}":
+        cls = rules.classes.get(value.get("class_name", ""))
+        if cls is not None:
+            return cls(**{key: _keras_number(arg) for key, arg in (value.get("config") or {}).items()})
+    raise ValueError(
+        f"{what}: expected None or one of Keras's {sorted(rules.classes)}, got the custom or unsupported "
+        f"{_keras_object_name(value)!r}"
+    )
+
+
+def _keras_number(value: Any) -> Any:
+    """A float of a Keras config as the shortest decimal of its float32 where it is one: Keras
+    keeps L1's, L2's and OrthogonalRegularizer's factors as float32 (L2(0.01)'s config says
+    0.009999999776482582), and the decimal (0.01) is the same float32 again."""
+    if isinstance(value, float) and float(np.float32(value)) == value:
+        return float(str(np.float32(value)))
+    return value
+
+
+def _keras_rules(cfg: dict[str, Any], prefixes: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The `<prefix>_regularizer` and `<prefix>_constraint` arguments of a Keras config."""
+    keys = [(f"{prefix}_{kind}", kind) for prefix in prefixes for kind in _KERAS_RULES]
+    return {key: _keras_rule(cfg[key], kind, f"{what} {key}") for key, kind in keys}
+
+
+def _keras_dtype(kl: Any, what: str) -> dict[str, Any]:
+    """A Keras layer's dtype policy as jlstm's `dtype=` argument: none for float32 (the
+    default), else the policy's name."""
+    policy = kl.dtype_policy
+    if getattr(policy, "quantization_mode", None) is not None:
+        raise ValueError(f"{what}: expected a float dtype policy, got the quantized {policy.name!r}")
+    return {} if policy.name == "float32" else {"dtype": policy.name}
 
 
 def _keras_initializer(value: Any, default: str) -> str:
@@ -170,12 +248,13 @@ def _recurrent_kwargs(kl: Any, what: str, *, in_bidirectional: bool = False) -> 
     cfg = _keras_config(kl, what)
     if cfg.get("stateful"):
         raise ValueError(f"{what}: stateful=True is not supported (pass initial_state instead)")
-    if cfg.get("zero_output_for_mask") and not in_bidirectional:
-        raise ValueError(f"{what}: zero_output_for_mask=True is not supported outside Bidirectional")
     kwargs = {key: cfg[key] for key in _RECURRENT_SAME + kind.same}
     kwargs |= {key: _keras_activation(cfg[key], f"{what} {key}") for key in kind.activations}
     kwargs |= {key: _keras_initializer(cfg[key], default) for key, default in _RECURRENT_INITIALIZERS.items()}
+    kwargs |= _keras_rules(cfg, _RECURRENT_RULES, what) | _keras_dtype(kl, what)
     kwargs["unroll"] = True if cfg["unroll"] else 1
+    if not in_bidirectional:  # Keras's Bidirectional sets it to return_sequences, as jlstm's does
+        kwargs["zero_output_for_mask"] = cfg["zero_output_for_mask"]
     if kind.use_cudnn:
         kwargs["use_cudnn"] = getattr(kl, "use_cudnn", "auto")
     return kwargs
@@ -194,6 +273,7 @@ def _jlstm_from_keras(kl: Any, keras: Any, what: str) -> Layer:
         bwd = _recurrent_kwargs(kl.backward_layer, f"{what} backward", in_bidirectional=True)
         fwd["name"] = fwd["name"].removeprefix("forward_")
         copy = {**fwd, "go_backwards": not fwd["go_backwards"], "name": bwd["name"]}
+        _check_bidirectional_policy(kl, what)
         fwd_type, bwd_type = type(kl.forward_layer).__name__, type(kl.backward_layer).__name__
         backward = None if fwd_type == bwd_type and bwd == copy else RECURRENT[bwd_type](**bwd)
         return Bidirectional(RECURRENT[fwd_type](**fwd), kl.merge_mode, backward, name=kl.name)
@@ -206,12 +286,22 @@ def _jlstm_from_keras(kl: Any, keras: Any, what: str) -> Layer:
             kernel_initializer=_keras_initializer(cfg["kernel_initializer"], "glorot_uniform"),
             bias_initializer=_keras_initializer(cfg["bias_initializer"], "zeros"),
             name=cfg["name"],
+            **_keras_rules(cfg, _DENSE_RULES, what),
+            **_keras_dtype(kl, what),
         )
     if kind == "Dropout":
         if cfg.get("noise_shape") is not None:
             raise ValueError(f"{what}: noise_shape={cfg['noise_shape']} is not supported (expected None)")
         return Dropout(cfg["rate"], name=cfg["name"])
     return Masking(cfg["mask_value"], name=cfg["name"])
+
+
+def _check_bidirectional_policy(kl: Any, what: str) -> None:
+    """Keras casts a Bidirectional's outputs to its own policy: float32 (values as jlstm's,
+    which stay in the layers' compute dtype) or its layers' (the same outputs)."""
+    wrapper, inner = kl.dtype_policy.name, kl.forward_layer.dtype_policy.name
+    if wrapper not in ("float32", inner):
+        raise ValueError(f"{what}: expected the float32 dtype policy or its layers' {inner!r}, got {wrapper!r}")
 
 
 def _from_keras_layer(kl: Any, keras: Any) -> tuple[Layer, Params]:
@@ -221,9 +311,6 @@ def _from_keras_layer(kl: Any, keras: Any) -> tuple[Layer, Params]:
         raise TypeError(f"{what}: unsupported layer; expected one of {list(_KERAS_TYPES)}")
     if not kl.built:
         raise ValueError(f"{what}: expected a built layer (build it or call it once)")
-    policy = kl.dtype_policy.name
-    if policy != "float32":
-        raise ValueError(f"{what}: expected the float32 dtype policy, got {policy!r}")
     layer = _jlstm_from_keras(kl, keras, what)
     params: Params = {}
     with _default_promotion():
@@ -255,8 +342,14 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
     any other layer a built Keras layer. Activations and initializers must be given by
     name (a callable has no Keras name: TypeError). `unroll` maps to Keras's bool
     (True stays True; a scan unroll factor becomes False: same outputs), an LSTM's or
-    GRU's `use_cudnn` to Keras's own, a GRU's `reset_after` as it is, and `remat` and
-    `cudnn_allow_tf32` have no Keras counterpart.
+    GRU's `use_cudnn` to Keras's own, a GRU's `reset_after` and `zero_output_for_mask`
+    as they are, and `remat` and `cudnn_allow_tf32` have no Keras counterpart. The dtype
+    policy goes by its Keras name (`layer.dtype_policy.name`, float32 for a layer without
+    one; a Bidirectional's to the wrapper too, so that Keras's outputs come in the same
+    dtype; a pair Keras has no name for is a ValueError) and the params keep its
+    variable dtype. Regularizers and constraints become Keras's of the same class and
+    arguments (given by name or as `jlstm.regularizers`' and `jlstm.constraints`'
+    objects; another callable is a TypeError).
 
     >>> import jax, jlstm
     >>> layer = jlstm.LSTM(5, return_sequences=True)
@@ -279,8 +372,39 @@ def to_keras(layer: Layer, params: Params, *, timesteps: int | None = None) -> A
             model = klayers[0]
             model.build((None, timesteps, features))
         for klayer, (sub, p) in zip(klayers, leaves):
-            klayer.set_weights([np.asarray(_get(p, path), np.float32) for path in _keras_weight_paths(sub)])
+            dtype = np.float32 if sub.dtype_policy is None else sub.dtype_policy.variable_dtype
+            klayer.set_weights([np.asarray(_get(p, path), dtype) for path in _keras_weight_paths(sub)])
     return model
+
+
+def _to_keras_rule(value: Any, kind: str, keras: Any, what: str) -> Any:
+    """A jlstm regularizer or constraint (by name or object; None for none) as Keras's."""
+    rules = _KERAS_RULES[kind]
+    found = rules.get(value, what)
+    if found is None:
+        return None
+    if type(found) not in rules.classes.values():
+        raise TypeError(
+            f"{what}: expected one of {sorted(rules.classes)} (jlstm.{rules.module}) or its name, "
+            f"got the callable {found!r}"
+        )
+    return getattr(getattr(keras, rules.module), type(found).__name__)(**dataclasses.asdict(found))
+
+
+def _to_keras_rules(layer: Layer, prefixes: tuple[str, ...], keras: Any, what: str) -> dict[str, Any]:
+    """A jlstm layer's `<prefix>_regularizer` and `<prefix>_constraint` as Keras's arguments."""
+    keys = [(f"{prefix}_{kind}", kind) for prefix in prefixes for kind in _KERAS_RULES]
+    return {key: _to_keras_rule(layer.config[key], kind, keras, f"{what} {key}") for key, kind in keys}
+
+
+def _keras_policy(layer: Layer, what: str) -> str:
+    """The Keras name of a layer's dtype policy (float32 for a layer without one)."""
+    policy = layer.dtype_policy
+    if policy is None or policy.compute_dtype is None:
+        return "float32"
+    if policy.variable_dtype != policy.compute_dtype and policy.name not in POLICY_NAMES:
+        raise ValueError(f"{what}: expected a dtype policy Keras has a name for, got {policy.name!r}")
+    return policy.name
 
 
 def _keras_recurrent(layer: Layer, keras: Any) -> Any:
@@ -291,7 +415,15 @@ def _keras_recurrent(layer: Layer, keras: Any) -> Any:
     names |= {key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}") for key in _RECURRENT_INITIALIZERS}
     cudnn = {"use_cudnn": cfg["use_cudnn"]} if kind.use_cudnn else {}
     same = {key: cfg[key] for key in _RECURRENT_SAME + kind.same}
-    return getattr(keras.layers, layer.type_name)(**same, **names, unroll=cfg["unroll"] is True, **cudnn)
+    return getattr(keras.layers, layer.type_name)(
+        **same,
+        **names,
+        **_to_keras_rules(layer, _RECURRENT_RULES, keras, what),
+        unroll=cfg["unroll"] is True,
+        zero_output_for_mask=cfg["zero_output_for_mask"],
+        dtype=_keras_policy(layer, what),
+        **cudnn,
+    )
 
 
 def _to_keras_layer(layer: Layer, keras: Any) -> Any:
@@ -305,6 +437,7 @@ def _to_keras_layer(layer: Layer, keras: Any) -> Any:
             merge_mode=cfg["merge_mode"],
             name=layer.name,
             backward_layer=None if backward is None else _keras_recurrent(backward, keras),
+            dtype=_keras_policy(layer, what),
         )
     if layer.type_name == "Dense":
         return keras.layers.Dense(
@@ -312,10 +445,12 @@ def _to_keras_layer(layer: Layer, keras: Any) -> Any:
             _name_of(cfg["activation"], ACTIVATIONS, f"{what} activation"),
             use_bias=cfg["use_bias"],
             name=layer.name,
+            dtype=_keras_policy(layer, what),
             **{
                 key: _name_of(cfg[key], INITIALIZERS, f"{what} {key}")
                 for key in ("kernel_initializer", "bias_initializer")
             },
+            **_to_keras_rules(layer, _DENSE_RULES, keras, what),
         )
     if layer.type_name == "Dropout":
         return keras.layers.Dropout(cfg["rate"], name=layer.name)

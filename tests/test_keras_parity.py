@@ -159,20 +159,28 @@ def test_bidirectional_matches_keras(kind, merge_mode, return_sequences, return_
         assert_all_close(ours, run_keras(klayer, x, mask, init, 2 * KINDS[kind][3]))
 
 
-def keras_gradients(klayer, x, mask, initial_state):
-    """Gradients of sum(sin(outputs)) w.r.t. Keras's trainable weights and the inputs."""
+@functools.cache
+def keras_gradient_call(klayer, masked, with_state):
+    """The jitted gradient of sum(sin(outputs)) w.r.t. Keras's trainable weights and the inputs
+    (one compile per layer: the mask and state are arguments)."""
 
-    def loss(weights, x):
-        kwargs = {"mask": mask} if mask is not None else {}
-        if initial_state is not None:
+    def loss(weights, others, x, mask, initial_state):
+        kwargs = {"mask": mask} if masked else {}
+        if with_state:
             kwargs["initial_state"] = list(initial_state)
         outs, _ = klayer.stateless_call(weights, others, x, **kwargs)
         return sum(jax.numpy.sum(jax.numpy.sin(o)) for o in jax.tree.leaves(outs))
 
+    return jax.jit(jax.grad(loss, argnums=(0, 2)))  # jitted: Keras's scan differentiated eagerly takes seconds
+
+
+def keras_gradients(klayer, x, mask, initial_state):
+    """Gradients of sum(sin(outputs)) w.r.t. Keras's trainable weights and the inputs."""
+    grad = keras_gradient_call(klayer, mask is not None, initial_state is not None)
     weights = [v.value for v in klayer.trainable_variables]
     others = [v.value for v in klayer.non_trainable_variables]
-    with reference():  # jitted: Keras's scan differentiated eagerly takes seconds
-        return jax.jit(jax.grad(loss, argnums=(0, 1)))(weights, x)
+    with reference():
+        return grad(weights, others, x, mask, initial_state)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -190,7 +198,8 @@ def test_gradients_match_keras(kind, bidirectional, mask_kind):
         return sum(jax.numpy.sum(jax.numpy.sin(o)) for o in jax.tree.leaves(outs))
 
     d_params, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-    k_weights, k_x = keras_gradients(klayer, x, mask, init)
+    all_steps = np.ones((B, T), bool)  # Keras's gradients unmasked are its all-True mask's
+    k_weights, k_x = keras_gradients(klayer, x, all_steps if mask is None else mask, init)
     assert_all_close(keras_weights(d_params) + [d_x], [np.asarray(w) for w in k_weights] + [k_x])
 
 

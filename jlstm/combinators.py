@@ -252,6 +252,14 @@ def layer_keys(rng: jax.Array | None, count: int, what: str) -> list[jax.Array |
     return [None] * count if rng is None else list(jax.random.split(_checks.prng_key(rng, what), count))
 
 
+def next_mask(layer: Layer, inputs: Any, outputs: Any, mask: jax.Array | None) -> jax.Array | None:
+    """The mask a Sequential passes on after `layer` (read `inputs`, gave `outputs`): the
+    layer's `compute_mask`'s, else the same mask while the outputs keep the time axis."""
+    if layer.compute_mask is not None:
+        return layer.compute_mask(inputs, mask)
+    return mask if hasattr(outputs, "ndim") and outputs.ndim == 3 else None
+
+
 def _shapes(shape: OutputShape) -> list[Shape]:
     """A recurrent layer's output shape, then its states' with return_state."""
     return shape if isinstance(shape, list) else [shape]
@@ -325,10 +333,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         for layer, layer_params, key in zip(layers, params, keys):
             x_in = x
             x = layer.apply(layer_params, x, mask=mask, training=training, rng=key)
-            if layer.compute_mask is not None:
-                mask = layer.compute_mask(x_in, mask)
-            elif not (hasattr(x, "ndim") and x.ndim == 3):
-                mask = None
+            mask = next_mask(layer, x_in, x, mask)
         return x
 
     def weight_rules(params: Params) -> Params:

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jlstm import _checks, precision
-from jlstm.combinators import Bidirectional, layer_keys
+from jlstm.combinators import Bidirectional, layer_keys, next_mask
 from jlstm.layers import RECURRENT, Layer, Params
 
 # A state: per recurrent layer a tuple of (batch, units) arrays, (h, c) for an LSTM, (h,) for a
@@ -334,8 +334,5 @@ def _run_sequential(
         else:
             x = sub.apply(p, x, mask=mask, training=training, rng=key)
         new_state.append(tuple(s))
-        if sub.compute_mask is not None:
-            mask = sub.compute_mask(x_in, mask)
-        elif not (hasattr(x, "ndim") and x.ndim == 3):
-            mask = None
+        mask = next_mask(sub, x_in, x, mask)
     return x, tuple(new_state)
